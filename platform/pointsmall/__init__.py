@@ -1,0 +1,1 @@
+"""Pointsmall: a multi-tenant loyalty-points service."""

@@ -1,0 +1,3 @@
+from pointsmall.cli import main
+
+main()

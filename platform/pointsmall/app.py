@@ -1,0 +1,87 @@
+"""The Litestar application."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from arq import create_pool
+from arq.connections import RedisSettings
+from litestar import Litestar, Request, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from pointsmall_tenants import create_pooled_engine
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.auth.controllers import ApiKeyController
+from pointsmall.auth.middleware import BearerAuthMiddleware
+from pointsmall.db import TenantDb
+from pointsmall.errors import exception_handlers
+from pointsmall.health import healthz, readyz
+from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
+from pointsmall.members.controllers import MemberController
+from pointsmall.migrations import tenant_migrations
+from pointsmall.observability import RequestIdMiddleware, configure_logging
+from pointsmall.settings import Settings
+from pointsmall.tenancy.controllers import SignupController
+
+
+def provide_session(request: Request[Any, Any, Any]) -> AsyncSession:
+    """The request's session, bound to the caller's tenant (see UnitOfWorkMiddleware)."""
+    db: TenantDb = request.state.tenant_db
+    return db.session
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        engine = create_pooled_engine(
+            settings.async_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            recycle_seconds=settings.db_recycle_seconds,
+            recycle_uses=settings.db_recycle_uses,
+        )
+        redis = await create_pool(
+            RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
+            default_queue_name=settings.queue_name,
+        )
+        app.state.update(settings=settings, engine=engine, redis=redis, migrations=tenant_migrations())
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    v1 = Router(
+        path="/v1",
+        route_handlers=[MemberController, ApiKeyController],
+        middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
+        dependencies={"session": Provide(provide_session, sync_to_thread=False)},
+        security=[{"ApiKey": []}],
+    )
+    prometheus = PrometheusConfig(app_name="pointsmall", prefix="pointsmall", group_path=True)
+    return Litestar(
+        route_handlers=[v1, SignupController, healthz, readyz, PrometheusController],
+        lifespan=[resources],
+        middleware=[RequestIdMiddleware, prometheus.middleware],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Pointsmall API",
+            version="1.0.0",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="A tenant API key (pm_test_… / pm_live_…)."
+                    )
+                }
+            ),
+        ),
+        logging_config=None,
+    )

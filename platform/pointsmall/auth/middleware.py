@@ -1,0 +1,36 @@
+"""The edge: every /v1 request names its tenant only through its credential."""
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from pointsmall.auth import services
+from pointsmall.auth.principal import Principal
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pointsmall"'}
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthorizedException("Send an API key as 'Authorization: Bearer <key>'.", headers=_CHALLENGE)
+        async with connection.app.state.engine.connect() as conn:
+            principal = await services.authenticate(conn, token.strip())
+        if principal is None:
+            raise NotAuthorizedException("The API key is unknown, revoked or malformed.", headers=_CHALLENGE)
+        return AuthenticationResult(user=principal, auth=token)
+
+
+def requires(scope: str) -> Any:
+    """A guard: the credential must carry `scope` (or `admin`)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if not principal.allows(scope):
+            raise PermissionDeniedException(f"This needs the '{scope}' scope.")
+
+    return guard

@@ -1,0 +1,239 @@
+"""RFC 9457 problem+json for every error, each with a stable machine-readable `code`."""
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.openapi.spec import Example
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("pointsmall.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://docs.pointsmall.dev/errors/"
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str = ""
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+class ApiError(Exception):
+    """An error the API answers with on purpose: a status, a stable code and a sentence."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.status = status or self.status
+        self.code = code or self.code
+        self.title = title or self.title
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+class NotFound(ApiError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(ApiError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(ApiError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+class InvalidInput(ApiError):
+    status, code, title = 422, "validation_error", "Validation failed"
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def make_problem(
+    status: int, code: str, title: str, detail: str = "", errors: list[FieldError] | None = None
+) -> Problem:
+    return Problem(
+        type=PROBLEM_BASE + code,
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        errors=errors or [],
+    )
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    problem = make_problem(exc.status, exc.code, exc.title, exc.detail, exc.errors)
+    return problem_response(problem, exc.headers)
+
+
+_KEY_IN_MESSAGE = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def _field_errors(extra: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid"))
+        key = item.get("key")
+        if not key:
+            match = _KEY_IN_MESSAGE.search(message)
+            key = match.group(1) if match else item.get("source") or "body"
+        message = _KEY_IN_MESSAGE.sub("", message).rstrip(" -")
+        errors.append(FieldError(field=str(key), message=message))
+    return errors
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    errors = _field_errors(exc.extra) or [FieldError(field="body", message=exc.detail)]
+    problem = make_problem(422, "validation_error", "Validation failed", "The request is invalid.", errors)
+    return problem_response(problem)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status == 400:
+        # Litestar answers undecodable bodies with 400; to a client they are invalid input.
+        return _validation(_, ValidationException(detail=exc.detail, extra=exc.extra))
+    code = _HTTP_CODES.get(status, "error" if status < 500 else "internal_error")
+    if isinstance(exc, NotAuthorizedException):
+        code = "unauthorized"
+    elif isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    detail = exc.detail if status < 500 else "An internal error occurred."
+    problem = make_problem(status, code, code.replace("_", " ").capitalize(), detail)
+    return problem_response(problem, dict(exc.headers or {}))
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error, whichever layer wraps it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""
+
+
+def _database(_: Request[Any, Any, Any], exc: DBAPIError) -> Response[bytes]:
+    state = sqlstate(exc)
+    if state.startswith("22"):  # data exception: a value Postgres cannot hold
+        problem = make_problem(
+            422,
+            "validation_error",
+            "Validation failed",
+            "A value is not acceptable.",
+            [FieldError(field="body", message="a value is out of range or malformed")],
+        )
+    elif state in ("40001", "40P01", "55P03"):  # serialization failure, deadlock, lock timeout
+        problem = make_problem(409, "retry_conflict", "Conflict", "Concurrent change; retry.")
+    elif state.startswith("23"):
+        problem = make_problem(409, "conflict", "Conflict", "The change conflicts with data.")
+    else:
+        log.exception("database error", exc_info=exc)
+        problem = make_problem(500, "internal_error", "Internal error", "An internal error occurred.")
+    return problem_response(problem)
+
+
+def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error", exc_info=exc)
+    problem = make_problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", "An internal error occurred."
+    )
+    return problem_response(problem)
+
+
+exception_handlers: dict[Any, Any] = {
+    ApiError: _api_error,
+    ValidationException: _validation,
+    HTTPException: _http,
+    DBAPIError: _database,
+    Exception: _unexpected,
+}
+
+
+_STATUS_TITLES = {
+    401: ("unauthorized", "Missing, revoked or malformed credential"),
+    403: ("forbidden", "The credential lacks the scope this needs"),
+    404: ("not_found", "No such object (or it belongs to another tenant)"),
+    409: ("conflict", "Conflicts with the current state or an earlier request"),
+    422: ("validation_error", "The body or query is invalid"),
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems a route can answer with."""
+    specs: dict[int, ResponseSpec] = {}
+    for status in statuses:
+        code, description = _STATUS_TITLES[status]
+        specs[status] = ResponseSpec(
+            data_container=Problem,
+            description=description,
+            media_type=PROBLEM_MEDIA_TYPE,
+            examples=[
+                Example(
+                    value={"type": PROBLEM_BASE + code, "title": description, "status": status,
+                           "code": code}
+                )
+            ],
+        )
+    return specs

@@ -1,0 +1,190 @@
+"""The request's unit of work, and `Idempotency-Key` on POST.
+
+Each authenticated request gets a `TenantDb` (a session bound to its tenant, opened on
+first use). The response is held back until the transaction has committed, so a client
+never hears "created" for a change that then failed to commit, and a 4xx/5xx rolls
+everything back: no half-written change.
+
+With an `Idempotency-Key`, the key's row is inserted in that same transaction before the
+handler runs. A concurrent request with the same key blocks on the row (the unique index)
+until the first commits, then replays its stored answer; if the first rolled back, the
+second runs. So one key gives exactly one change. Only successful (2xx/3xx) answers are
+stored: a failed request may be retried with the same key, as with Stripe's validation
+errors.
+"""
+
+import hashlib
+from typing import Any
+
+import msgspec
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from pointsmall.auth.principal import Principal
+from pointsmall.db import TenantDb
+from pointsmall.errors import PROBLEM_MEDIA_TYPE, make_problem
+from pointsmall.idempotency.models import IdempotencyKey
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+_KEY_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
+
+
+def fingerprint(method: str, path: str, query: bytes, body: bytes) -> bytes:
+    """Digest of the request; JSON bodies are canonicalised (key order, spacing ignored)."""
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
+    except msgspec.DecodeError:
+        canonical = body
+    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), query, canonical])).digest()
+
+
+class _Buffered:
+    """Collects the downstream response so it can be sent after the commit."""
+
+    def __init__(self) -> None:
+        self.start: Message | None = None
+        self.body: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+        elif message["type"] == "http.response.body":
+            self.body.append(message.get("body", b""))
+
+    @property
+    def status(self) -> int:
+        return int(self.start["status"]) if self.start else 500
+
+    @property
+    def content_type(self) -> str:
+        for name, value in (self.start or {}).get("headers", []):
+            if name.lower() == b"content-type":
+                return str(value.decode("latin-1"))
+        return "application/json"
+
+
+async def _send_whole(send: Send, status: int, body: bytes, content_type: str, extra: dict[str, str]) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    body = msgspec.json.encode(make_problem(status, code, title, detail))
+    await _send_whole(send, status, body, PROBLEM_MEDIA_TYPE, {})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class UnitOfWorkMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        principal: Principal = scope["user"]
+        db = TenantDb(scope["app"].state.engine, principal.schema)
+        scope.setdefault("state", {})["tenant_db"] = db
+        key = MutableScopeHeaders(scope).get("idempotency-key") if scope["method"] == "POST" else None
+        try:
+            if key is not None:
+                await self._idempotent(db, key, scope, receive, send)
+            else:
+                await self._plain(db, scope, receive, send)
+        finally:
+            await db.finish(commit=False)  # a no-op after a commit; otherwise rolls back
+
+    async def _plain(self, db: TenantDb, scope: Scope, receive: Receive, send: Send) -> None:
+        buffered = _Buffered()
+        await self.app(scope, receive, buffered)
+        await db.finish(commit=buffered.status < 400)
+        await self._forward(buffered, send)
+
+    async def _idempotent(self, db: TenantDb, key: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if not 1 <= len(key) <= 255 or not set(key) <= _KEY_CHARS:
+            await _send_problem(
+                send, 422, "validation_error", "Validation failed",
+                "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            )
+            return
+        max_body = scope["app"].request_max_body_size or 1_048_576
+        body = await _read_body(receive)
+        if len(body) > max_body:
+            await _send_problem(send, 413, "payload_too_large", "Payload too large", "The body is too large.")
+            return
+        digest = fingerprint(scope["method"], scope["path"], scope.get("query_string", b""), body)
+        session = db.session
+        claimed = (
+            await session.execute(
+                pg_insert(IdempotencyKey)
+                .values(key=key, fingerprint=digest)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(IdempotencyKey.key)
+            )
+        ).first()
+        if claimed is None:
+            stored = await session.get(IdempotencyKey, key)
+            await db.finish(commit=False)
+            if stored is None:  # expired between the two statements: treat as a clash
+                await _send_problem(send, 409, "idempotency_conflict", "Conflict", "Retry the request.")
+            elif stored.fingerprint != digest:
+                await _send_problem(
+                    send, 409, "idempotency_conflict", "Idempotency key reused",
+                    "This Idempotency-Key was used with a different request.",
+                )
+            else:
+                await _send_whole(
+                    send, stored.response_status, stored.response_body, stored.response_type,
+                    {REPLAYED_HEADER: "true"},
+                )
+            return
+        buffered = _Buffered()
+        await self.app(scope, _replaying(body), buffered)
+        if buffered.status < 400:
+            await session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.key == key)
+                .values(
+                    response_status=buffered.status,
+                    response_body=b"".join(buffered.body),
+                    response_type=buffered.content_type,
+                )
+            )
+            await db.finish(commit=True)
+        else:
+            await db.finish(commit=False)
+        await self._forward(buffered, send)
+
+    @staticmethod
+    async def _forward(buffered: _Buffered, send: Send) -> None:
+        if buffered.start is None:
+            await _send_problem(send, 500, "internal_error", "Internal error", "No response.")
+            return
+        await send(buffered.start)
+        await send({"type": "http.response.body", "body": b"".join(buffered.body), "more_body": False})
+

@@ -1,0 +1,51 @@
+"""Background work on arq. Jobs take what they need as arguments and keep state in Postgres."""
+
+from datetime import timedelta
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from pointsmall_tenants import create_pooled_engine, tenant_bind
+from sqlalchemy import delete, func
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.idempotency.models import IdempotencyKey
+from pointsmall.settings import Settings
+from pointsmall.tenancy.services import all_schemas
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.get("settings") or Settings.from_env()
+    ctx["settings"] = settings
+    ctx["engine"] = create_pooled_engine(settings.async_database_url, pool_size=4, max_overflow=0)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["engine"].dispose()
+
+
+async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
+    """Forget idempotency keys older than the retention window, in every tenant."""
+    engine = ctx["engine"]
+    cutoff = func.now() - timedelta(hours=ctx["settings"].idempotency_ttl_hours)
+    async with AsyncSession(engine) as session:
+        schemas = await all_schemas(session)
+    removed = 0
+    for schema in schemas:
+        async with AsyncSession(tenant_bind(engine, schema)) as session, session.begin():
+            result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+            removed += int(getattr(result, "rowcount", 0) or 0)
+    return removed
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker`."""
+    return {
+        "functions": [purge_idempotency_keys],
+        "cron_jobs": [cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False)],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
+        "queue_name": settings.queue_name,
+        "ctx": {"settings": settings},
+    }

@@ -1,0 +1,42 @@
+from typing import Annotated
+
+from litestar import Controller, get, patch, post
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.auth.middleware import requires
+from pointsmall.errors import problem_responses
+from pointsmall.members import schemas, services
+from pointsmall.pagination import Limit, StartingAfter
+from pointsmall.schemas import Page
+
+
+class MemberController(Controller):
+    path = "/members"
+    tags = ["Members"]
+
+    @post("/", guards=[requires("points:write")], responses=problem_responses(401, 403, 409, 422))
+    async def create_member(self, session: AsyncSession, data: schemas.MemberCreate) -> schemas.Member:
+        """Enrol a member; `external_id` is the merchant's own customer id (unique)."""
+        return services.to_schema(await services.create(session, data))
+
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 422))
+    async def list_members(
+        self,
+        session: AsyncSession,
+        limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        external_id: Annotated[str | None, Parameter(max_length=255)] = None,
+    ) -> Page[schemas.Member]:
+        """Members, newest first; `external_id` finds the one with that customer id."""
+        return await services.list_members(session, limit, starting_after, external_id)
+
+    @get("/{member_id:str}", guards=[requires("points:read")], responses=problem_responses(401, 403, 404))
+    async def get_member(self, session: AsyncSession, member_id: str) -> schemas.Member:
+        return services.to_schema(await services.get(session, member_id))
+
+    @patch("/{member_id:str}", guards=[requires("points:write")], responses=problem_responses(401, 403, 404, 409, 422))
+    async def update_member(
+        self, session: AsyncSession, member_id: str, data: schemas.MemberUpdate
+    ) -> schemas.Member:
+        return services.to_schema(await services.update(session, member_id, data))

@@ -1,0 +1,31 @@
+"""Field types shared by every request body: bounded, NUL-free text and list pages."""
+
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+
+# Postgres text cannot hold NUL; reject it at the edge rather than fail in the database.
+_NO_NUL = r"^[^\x00]*$"
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_NUL)]
+ShortText = Annotated[str, msgspec.Meta(max_length=500, pattern=_NO_NUL)]
+ExternalId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Email = Annotated[
+    str, msgspec.Meta(max_length=254, pattern=r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$")
+]
+AttributeKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AttributeValue = ShortText | int | float | bool | None
+# Like Stripe's metadata: flat, at most 50 keys, short values.
+Attributes = Annotated[dict[AttributeKey, AttributeValue], msgspec.Meta(max_length=50)]
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T]):
+    """A cursor page: pass `next_cursor` as `starting_after` for the next one."""
+
+    data: list[T]
+    has_more: bool
+    next_cursor: str | None

@@ -1,0 +1,67 @@
+"""Every setting the service reads, from the environment, in one typed place."""
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Unset: `pointsmall dev` starts an embedded PostgreSQL / Redis under `data_dir`.
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = field(default_factory=lambda: Path.cwd() / ".pointsmall")
+    log_level: str = "INFO"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Retire pooled connections by age and use: a backend's relation cache grows with
+    # every tenant schema it touches.
+    db_recycle_seconds: int = 600
+    db_recycle_uses: int = 2000
+    migrate_concurrency: int = 4
+    max_body_bytes: int = 1_048_576
+    idempotency_ttl_hours: int = 24
+    # The arq queue; tests give each run a queue of its own on a shared Redis.
+    queue_name: str = "pointsmall:queue"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            host=env.get("HOST", "127.0.0.1"),
+            port=_int("PORT", 8000),
+            workers=_int("WEB_CONCURRENCY", 1),
+            data_dir=Path(env.get("POINTSMALL_DATA_DIR", Path.cwd() / ".pointsmall")),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            db_pool_size=_int("DB_POOL_SIZE", 10),
+            db_max_overflow=_int("DB_MAX_OVERFLOW", 10),
+            db_recycle_seconds=_int("DB_RECYCLE_SECONDS", 600),
+            db_recycle_uses=_int("DB_RECYCLE_USES", 2000),
+            migrate_concurrency=_int("MIGRATE_CONCURRENCY", 4),
+            max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
+            idempotency_ttl_hours=_int("IDEMPOTENCY_TTL_HOURS", 24),
+            queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
+        )
+
+    def with_urls(self, database_url: str, redis_url: str) -> "Settings":
+        return replace(self, database_url=database_url, redis_url=redis_url)
+
+    @property
+    def async_database_url(self) -> str:
+        """The URL with SQLAlchemy's asyncpg driver named (users give plain postgresql://)."""
+        if not self.database_url:
+            raise RuntimeError("DATABASE_URL is not set and no embedded database was started")
+        scheme, sep, rest = self.database_url.partition("://")
+        if scheme in ("postgres", "postgresql"):
+            return f"postgresql+asyncpg://{rest}"
+        return self.database_url if sep else f"postgresql+asyncpg://{self.database_url}"

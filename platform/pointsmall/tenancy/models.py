@@ -1,0 +1,44 @@
+"""Staff users (shared schema) and each tenant's own settings row (tenant schema)."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, Numeric, String, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pointsmall.db import SharedBase, TenantBase
+
+
+class StaffUser(SharedBase):
+    __tablename__ = "staff_users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("shared.tenants.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), default="admin")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    # Emails are stored lower-cased, so this is case-insensitive.
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+
+
+class TenantSettings(TenantBase):
+    """One row (id = 1): the merchant's program settings."""
+
+    __tablename__ = "settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    # How much one point is worth in the default currency, and the largest share of a
+    # price payable in points (0..1).
+    point_value: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal("0.01"))
+    max_points_share: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("1"))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

@@ -1,0 +1,111 @@
+"""Signing a merchant up: registry row, schema, settings, first admin and key, one transaction."""
+
+import asyncio
+import re
+import secrets
+import unicodedata
+import zoneinfo
+from functools import cache
+
+from argon2 import PasswordHasher
+from pointsmall_tenants import SchemaMigrations, schema_for_tenant
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.auth import services as api_keys
+from pointsmall.auth.schemas import ApiKeyCreate
+from pointsmall.db import TENANTS
+from pointsmall.errors import Conflict, FieldError, InvalidInput
+from pointsmall.ids import new_id
+from pointsmall.tenancy.models import StaffUser, TenantSettings
+from pointsmall.tenancy.schemas import AdminOut, SignupCreate, SignupResult, TenantOut
+
+RESERVED_SLUGS = frozenset(
+    {"admin", "api", "app", "docs", "login", "oauth", "portal", "signup", "static", "status", "www"}
+)
+_hasher = PasswordHasher()
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def slug_from_name(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:40].strip("-")
+    return slug if len(slug) >= 3 and slug not in RESERVED_SLUGS else f"merchant-{slug}".strip("-")
+
+
+def _check(slug: str | None, time_zone: str) -> None:
+    errors = []
+    if slug in RESERVED_SLUGS:
+        errors.append(FieldError(field="slug", message="this slug is reserved"))
+    if time_zone not in _time_zones():
+        errors.append(FieldError(field="timezone", message="not an IANA time zone"))
+    if errors:
+        raise InvalidInput("The request is invalid.", errors=errors)
+
+
+async def provision(
+    session: AsyncSession,
+    migrations: SchemaMigrations,
+    *,
+    name: str,
+    slug: str | None,
+    time_zone: str = "UTC",
+    currency: str = "USD",
+) -> TenantOut:
+    """Register a tenant and create its schema at the newest version, in the session's transaction."""
+    _check(slug, time_zone)
+    tenant_id = new_id("ten")
+    schema = schema_for_tenant(tenant_id)
+    wanted = slug or slug_from_name(name)
+    for attempt in range(3):
+        candidate = wanted if attempt == 0 else f"{wanted[:43]}-{secrets.token_hex(2)}"
+        inserted = (
+            await session.execute(
+                pg_insert(TENANTS)
+                .values(id=tenant_id, slug=candidate, name=name, schema_name=schema)
+                .on_conflict_do_nothing(index_elements=["slug"])
+                .returning(TENANTS.c.slug)
+            )
+        ).scalar_one_or_none()
+        if inserted is not None:
+            break
+        if slug is not None:  # a slug the merchant chose is never changed behind its back
+            raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken")
+    else:
+        raise Conflict("Could not find a free slug; choose one.", code="slug_taken")
+    conn = await session.connection()
+    await conn.run_sync(migrations.provision, schema)
+    tenant_conn = await conn.execution_options(schema_translate_map={None: schema})
+    await tenant_conn.execute(insert(TenantSettings).values(id=1, timezone=time_zone, currency=currency))
+    return TenantOut(id=tenant_id, slug=inserted, name=name)
+
+
+async def signup(session: AsyncSession, migrations: SchemaMigrations, data: SignupCreate) -> SignupResult:
+    _check(data.slug, data.timezone)
+    # Hash before the transaction opens: argon2 is deliberately slow and needs no lock.
+    password_hash = await asyncio.to_thread(_hasher.hash, data.password)
+    tenant = await provision(
+        session, migrations, name=data.merchant_name, slug=data.slug,
+        time_zone=data.timezone, currency=data.currency,
+    )
+    admin = StaffUser(
+        id=new_id("usr"), tenant_id=tenant.id, email=data.admin_email.lower(),
+        password_hash=password_hash, role="admin",
+    )
+    session.add(admin)
+    key = await api_keys.issue(session, tenant.id, ApiKeyCreate(name="Default key"))
+    return SignupResult(tenant=tenant, admin=AdminOut(id=admin.id, email=admin.email), api_key=key.secret)
+
+
+async def list_tenants(session: AsyncSession) -> list[TenantOut]:
+    rows = await session.execute(select(TENANTS.c.id, TENANTS.c.slug, TENANTS.c.name).order_by(TENANTS.c.id))
+    return [TenantOut(id=r.id, slug=r.slug, name=r.name) for r in rows]
+
+
+async def all_schemas(session: AsyncSession) -> list[str]:
+    return list((await session.scalars(select(TENANTS.c.schema_name).order_by(TENANTS.c.schema_name))).all())

@@ -1,0 +1,55 @@
+"""Pooled engines whose connections are recycled, and binds that serve exactly one tenant."""
+
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from pointsmall_tenants.naming import validate_schema_name
+
+
+def create_pooled_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    recycle_seconds: int = 600,
+    recycle_uses: int = 5000,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An async engine whose connections are retired by age and by number of checkouts.
+
+    A Postgres backend's relation cache grows with every tenant schema it touches (about
+    0.4 MB a tenant), so a long-lived connection serving thousands of tenants grows to
+    gigabytes. Retiring connections after `recycle_uses` checkouts bounds that.
+    """
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_recycle=recycle_seconds,
+        pool_pre_ping=False,
+        **kwargs,
+    )
+    _retire_after_uses(engine.sync_engine, recycle_uses)
+    return engine
+
+
+def _retire_after_uses(engine: Engine, uses: int) -> None:
+    @event.listens_for(engine, "checkout")
+    def _count(dbapi_conn: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        record.info["uses"] = record.info.get("uses", 0) + 1
+        if record.info["uses"] > uses:
+            # The documented way to make the pool drop this connection and open a new one.
+            raise exc.DisconnectionError("connection reached its use limit")
+
+
+def tenant_bind(engine: AsyncEngine, schema: str) -> AsyncEngine:
+    """A view of `engine` whose unqualified tables live in `schema`.
+
+    Uses `schema_translate_map` (applied per statement, never stored on the pooled
+    connection), so a connection can serve another tenant next without leaking a search_path.
+    """
+    return engine.execution_options(schema_translate_map={None: validate_schema_name(schema)})
