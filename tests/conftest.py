@@ -10,16 +10,13 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
-from pointsmall_tenants import create_pooled_engine, tenant_bind
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-
 from pointsmall.app import create_app
 from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.auth.services import issue
@@ -28,6 +25,9 @@ from pointsmall.embedded import start_postgres, start_redis
 from pointsmall.migrations import tenant_migrations
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import provision
+from pointsmall_tenants import create_pooled_engine, tenant_bind
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]
@@ -85,20 +85,28 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-async def base_url(settings: Settings) -> AsyncIterator[str]:
-    """The app on a real socket; the same event loop as the tests."""
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[str]:
+    """The app on a real loopback socket, in the tests' event loop; yields its base URL."""
     port = _free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
-            task.result()
+            task.result()  # raises the start-up error
         await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def base_url(settings: Settings) -> AsyncIterator[str]:
+    async with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
@@ -132,7 +140,9 @@ async def make_tenant(engine: AsyncEngine, base_url: str, name: str) -> TenantCl
 
 
 @pytest.fixture
-async def tenants(engine: AsyncEngine, base_url: str) -> AsyncIterator[tuple[TenantClient, TenantClient]]:
+async def tenants(
+    engine: AsyncEngine, base_url: str
+) -> AsyncIterator[tuple[TenantClient, TenantClient]]:
     """Every test gets two fresh tenants, A and B."""
     a = await make_tenant(engine, base_url, "Tenant A")
     b = await make_tenant(engine, base_url, "Tenant B")

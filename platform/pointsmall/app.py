@@ -2,21 +2,19 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
-from litestar import Litestar, Request, Router
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from pointsmall_tenants import create_pooled_engine
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.auth.controllers import ApiKeyController
 from pointsmall.auth.middleware import BearerAuthMiddleware
-from pointsmall.db import TenantDb
+from pointsmall.deps import provide_session
 from pointsmall.errors import exception_handlers
 from pointsmall.health import healthz, readyz
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
@@ -25,12 +23,6 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
 from pointsmall.settings import Settings
 from pointsmall.tenancy.controllers import SignupController
-
-
-def provide_session(request: Request[Any, Any, Any]) -> AsyncSession:
-    """The request's session, bound to the caller's tenant (see UnitOfWorkMiddleware)."""
-    db: TenantDb = request.state.tenant_db
-    return db.session
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -50,7 +42,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
             default_queue_name=settings.queue_name,
         )
-        app.state.update(settings=settings, engine=engine, redis=redis, migrations=tenant_migrations())
+        app.state.update(
+            settings=settings, engine=engine, redis=redis, migrations=tenant_migrations()
+        )
         try:
             yield
         finally:
@@ -78,7 +72,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             components=Components(
                 security_schemes={
                     "ApiKey": SecurityScheme(
-                        type="http", scheme="bearer", description="A tenant API key (pm_test_… / pm_live_…)."
+                        type="http",
+                        scheme="bearer",
+                        description="A tenant API key (pm_test_… / pm_live_…).",
                     )
                 }
             ),

@@ -68,7 +68,7 @@ def worker() -> None:
 
     settings = _settings()
     configure_logging(settings.log_level)
-    Worker(**worker_settings(settings)).run()  # type: ignore[arg-type]
+    Worker(**worker_settings(settings)).run()
 
 
 async def _migrate(settings: Settings, concurrency: int) -> None:
@@ -77,7 +77,9 @@ async def _migrate(settings: Settings, concurrency: int) -> None:
     from pointsmall.migrations import shared_migrations, tenant_migrations
     from pointsmall.tenancy.services import all_schemas
 
-    engine = create_pooled_engine(settings.async_database_url, pool_size=concurrency, max_overflow=0)
+    engine = create_pooled_engine(
+        settings.async_database_url, pool_size=concurrency, max_overflow=0
+    )
     try:
         async with engine.begin() as conn:
             await conn.run_sync(shared_migrations().upgrade_fixed_schema, "shared")
@@ -123,11 +125,13 @@ def makemigration(
 @tenants_app.command("create")
 def tenants_create(
     name: Annotated[str, typer.Option(help="The merchant's name.")],
-    slug: Annotated[str | None, typer.Option(help="URL-safe handle (derived from name if absent).")] = None,
+    slug: Annotated[
+        str | None, typer.Option(help="URL-safe handle (derived from name if absent).")
+    ] = None,
 ) -> None:
     """Create a tenant and print its first API key (shown once)."""
-    from pointsmall.auth.services import issue
     from pointsmall.auth.schemas import ApiKeyCreate
+    from pointsmall.auth.services import issue
     from pointsmall.migrations import tenant_migrations
     from pointsmall.tenancy.services import provision
 
@@ -153,7 +157,7 @@ def dev() -> None:
     """Everything for local work: embedded services if no URLs, migrations, worker and API."""
     settings = _settings()
     asyncio.run(_migrate(settings, settings.migrate_concurrency))
-    worker_process = subprocess.Popen([sys.executable, "-m", "pointsmall", "worker"])  # noqa: S603
+    worker_process = subprocess.Popen([sys.executable, "-m", "pointsmall", "worker"])
     try:
         serve(None, None, None)
     finally:

@@ -17,7 +17,7 @@ from pointsmall.settings import Settings
 def start_postgres(data_dir: Path) -> str:
     import pgserver
 
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
 
@@ -36,8 +36,21 @@ def start_redis(data_dir: Path) -> str:
     work.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
-        [__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(work), "--loglevel", "warning"],
+        [
+            __redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+            "--loglevel",
+            "warning",
+        ],
         stdout=subprocess.DEVNULL,
     )
     atexit.register(process.terminate)

@@ -12,8 +12,8 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
-from litestar.openapi.spec import Example
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError
 
@@ -132,7 +132,9 @@ def _field_errors(extra: Any) -> list[FieldError]:
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     errors = _field_errors(exc.extra) or [FieldError(field="body", message=exc.detail)]
-    problem = make_problem(422, "validation_error", "Validation failed", "The request is invalid.", errors)
+    problem = make_problem(
+        422, "validation_error", "Validation failed", "The request is invalid.", errors
+    )
     return problem_response(problem)
 
 
@@ -190,14 +192,19 @@ def _database(_: Request[Any, Any, Any], exc: DBAPIError) -> Response[bytes]:
         problem = make_problem(409, "conflict", "Conflict", "The change conflicts with data.")
     else:
         log.exception("database error", exc_info=exc)
-        problem = make_problem(500, "internal_error", "Internal error", "An internal error occurred.")
+        problem = make_problem(
+            500, "internal_error", "Internal error", "An internal error occurred."
+        )
     return problem_response(problem)
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", exc_info=exc)
     problem = make_problem(
-        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal error", "An internal error occurred."
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Internal error",
+        "An internal error occurred.",
     )
     return problem_response(problem)
 
@@ -231,8 +238,12 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
             media_type=PROBLEM_MEDIA_TYPE,
             examples=[
                 Example(
-                    value={"type": PROBLEM_BASE + code, "title": description, "status": status,
-                           "code": code}
+                    value={
+                        "type": PROBLEM_BASE + code,
+                        "title": description,
+                        "status": status,
+                        "code": code,
+                    }
                 )
             ],
         )

@@ -38,5 +38,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         checks["redis"] = f"error: {type(exc).__name__}"
     if all(v == "ok" for v in checks.values()):
         return Response(Health(status="ok", checks=checks))
-    problem = make_problem(503, "not_ready", "Not ready", ", ".join(f"{k}: {v}" for k, v in checks.items()))
+    problem = make_problem(
+        503, "not_ready", "Not ready", ", ".join(f"{k}: {v}" for k, v in checks.items())
+    )
     return problem_response(problem)

@@ -33,7 +33,9 @@ async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     removed = 0
     for schema in schemas:
         async with AsyncSession(tenant_bind(engine, schema)) as session, session.begin():
-            result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+            result = await session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+            )
             removed += int(getattr(result, "rowcount", 0) or 0)
     return removed
 

@@ -6,4 +6,12 @@ from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.members.models import Member
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 
-__all__ = ["ApiKey", "IdempotencyKey", "Member", "SharedBase", "StaffUser", "TenantBase", "TenantSettings"]
+__all__ = [
+    "ApiKey",
+    "IdempotencyKey",
+    "Member",
+    "SharedBase",
+    "StaffUser",
+    "TenantBase",
+    "TenantSettings",
+]

@@ -7,10 +7,13 @@ import time
 import uuid
 
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pythonjsonlogger.json import JsonFormatter
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger("pointsmall.access")
 
@@ -44,11 +47,13 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         incoming = MutableScopeHeaders(scope).get("x-request-id")
-        request_id = incoming if incoming and _INCOMING_ID.fullmatch(incoming) else f"req_{uuid.uuid4().hex}"
+        request_id = (
+            incoming if incoming and _INCOMING_ID.fullmatch(incoming) else f"req_{uuid.uuid4().hex}"
+        )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -66,7 +71,7 @@ class RequestIdMiddleware:
             access_log.info(
                 "request",
                 extra={
-                    "method": scope["method"],
+                    "method": scope.get("method"),
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),

@@ -1,4 +1,4 @@
-"""Cursor pagination as API.md gives it: `limit` (1–100) and `starting_after=<id>`."""
+"""Cursor pagination as API.md gives it: `limit` (1 to 100) and `starting_after=<id>`."""
 
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
@@ -14,18 +14,26 @@ Out = TypeVar("Out")
 Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size, 1 to 100.")]
 StartingAfter = Annotated[
     str | None,
-    Parameter(max_length=64, pattern=r"^[a-z]+_[0-9a-z]{1,60}$", description="A cursor: the last id of the previous page."),
+    Parameter(
+        max_length=64,
+        pattern=r"^[a-z]+_[0-9a-z]{1,60}$",
+        description="A cursor: the last id of the previous page.",
+    ),
 ]
 
 
-def newest_first(query: Select[Any], id_column: Any, limit: int, starting_after: str | None) -> Select[Any]:
+def newest_first(
+    query: Select[Any], id_column: Any, limit: int, starting_after: str | None
+) -> Select[Any]:
     """Ids are time-ordered, so newest first is id descending; fetch one extra to see more."""
     if starting_after:
         query = query.where(id_column < starting_after)
     return query.order_by(id_column.desc()).limit(limit + 1)
 
 
-def to_page(rows: Sequence[T], limit: int, convert: Callable[[T], Out], id_of: Callable[[T], str]) -> Page[Out]:
+def to_page(
+    rows: Sequence[T], limit: int, convert: Callable[[T], Out], id_of: Callable[[T], str]
+) -> Page[Out]:
     has_more = len(rows) > limit
     rows = rows[:limit]
     return Page(

@@ -15,7 +15,9 @@ ExternalId = Annotated[
 Email = Annotated[
     str, msgspec.Meta(max_length=254, pattern=r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$")
 ]
-AttributeKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AttributeKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
 AttributeValue = ShortText | int | float | bool | None
 # Like Stripe's metadata: flat, at most 50 keys, short values.
 Attributes = Annotated[dict[AttributeKey, AttributeValue], msgspec.Meta(max_length=50)]

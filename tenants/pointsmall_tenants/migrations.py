@@ -65,7 +65,9 @@ class SchemaMigrations:
         Takes a transaction-scoped advisory lock, so concurrent runs (two replicas
         starting) queue instead of racing.
         """
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"migrate:{schema}"})
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"migrate:{schema}"}
+        )
         connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         return self._run(connection, schema, "heads", translate=False)
 

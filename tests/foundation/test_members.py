@@ -1,27 +1,37 @@
 """Members: the first tenant-scoped resource, and tenant isolation through it."""
 
 import asyncio
+from dataclasses import replace
 
-from tests.conftest import TenantClient
+import httpx
+from pointsmall.settings import Settings
+
+from tests.conftest import TenantClient, serving
 
 
 async def test_create_get_update_member(tenants: tuple[TenantClient, TenantClient]) -> None:
     a, _ = tenants
-    created = await a.http.post("/v1/members", json={"external_id": "cust-1", "email": "x@example.com"})
+    created = await a.http.post(
+        "/v1/members", json={"external_id": "cust-1", "email": "x@example.com"}
+    )
     assert created.status_code == 201, created.text
     member = created.json()
     assert member["id"].startswith("mem_")
     assert member["status"] == "active"
     got = await a.http.get(f"/v1/members/{member['id']}")
     assert got.json() == member
-    patched = await a.http.patch(f"/v1/members/{member['id']}", json={"name": "Ada", "status": "suspended"})
+    patched = await a.http.patch(
+        f"/v1/members/{member['id']}", json={"name": "Ada", "status": "suspended"}
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["name"] == "Ada"
     assert patched.json()["status"] == "suspended"
     assert patched.json()["email"] == "x@example.com"  # untouched when not sent
 
 
-async def test_duplicate_external_id_is_member_exists(tenants: tuple[TenantClient, TenantClient]) -> None:
+async def test_duplicate_external_id_is_member_exists(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
     a, b = tenants
     assert (await a.http.post("/v1/members", json={"external_id": "dup"})).status_code == 201
     again = await a.http.post("/v1/members", json={"external_id": "dup"})
@@ -32,7 +42,9 @@ async def test_duplicate_external_id_is_member_exists(tenants: tuple[TenantClien
     assert (await b.http.post("/v1/members", json={"external_id": "dup"})).status_code == 201
 
 
-async def test_patch_to_taken_external_id_conflicts(tenants: tuple[TenantClient, TenantClient]) -> None:
+async def test_patch_to_taken_external_id_conflicts(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
     a, _ = tenants
     await a.http.post("/v1/members", json={"external_id": "one"})
     two = (await a.http.post("/v1/members", json={"external_id": "two"})).json()
@@ -51,7 +63,9 @@ async def test_find_by_external_id(tenants: tuple[TenantClient, TenantClient]) -
     assert (await b.http.get("/v1/members", params={"external_id": "shop-42"})).json()["data"] == []
 
 
-async def test_cursor_pagination_walks_every_member_once(tenants: tuple[TenantClient, TenantClient]) -> None:
+async def test_cursor_pagination_walks_every_member_once(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
     a, _ = tenants
     ids = []
     for i in range(7):
@@ -77,7 +91,9 @@ async def test_list_limit_bounds(tenants: tuple[TenantClient, TenantClient]) -> 
         assert response.json()["code"] == "validation_error"
 
 
-async def test_other_tenant_sees_404_like_missing(tenants: tuple[TenantClient, TenantClient]) -> None:
+async def test_other_tenant_sees_404_like_missing(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
     a, b = tenants
     member = (await a.http.post("/v1/members", json={"external_id": "private"})).json()
     missing = await b.http.get("/v1/members/mem_01jzzzzzzzzzzzzzzzzzzzzzzz")
@@ -92,33 +108,25 @@ async def test_other_tenant_sees_404_like_missing(tenants: tuple[TenantClient, T
 
 
 async def test_interleaved_tenants_on_a_pool_of_one(
-    tenants: tuple[TenantClient, TenantClient], settings: object
+    tenants: tuple[TenantClient, TenantClient], settings: Settings
 ) -> None:
-    """Two tenants' requests, interleaved over one pooled connection, each see only their own rows."""
-    import httpx
-    import uvicorn
+    """Two tenants' requests interleaved over ONE pooled connection each see only their rows.
 
-    from pointsmall.app import create_app
-    from tests.conftest import _free_port
-
+    A session-level search_path would leak here: the second tenant would see the first's.
+    """
     a, b = tenants
     await a.http.post("/v1/members", json={"external_id": "only-a"})
     await b.http.post("/v1/members", json={"external_id": "only-b"})
-    one = settings.__class__(**{**settings.__dict__, "db_pool_size": 1, "db_max_overflow": 0})  # type: ignore[attr-defined]
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(one), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            async def ask(t: TenantClient) -> list[str]:
-                page = await http.get("/v1/members", headers={"Authorization": f"Bearer {t.api_key}"})
-                return [m["external_id"] for m in page.json()["data"]]
+    async with (
+        serving(replace(settings, db_pool_size=1, db_max_overflow=0)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
 
-            results = await asyncio.gather(*(ask(a if i % 2 == 0 else b) for i in range(40)))
-        for i, seen in enumerate(results):
-            assert seen == (["only-a"] if i % 2 == 0 else ["only-b"])
-    finally:
-        server.should_exit = True
-        await task
+        async def ask(t: TenantClient) -> list[str]:
+            auth = {"Authorization": f"Bearer {t.api_key}"}
+            page = await http.get("/v1/members", headers=auth)
+            return [m["external_id"] for m in page.json()["data"]]
+
+        results = await asyncio.gather(*(ask(a if i % 2 == 0 else b) for i in range(40)))
+    for i, seen in enumerate(results):
+        assert seen == (["only-a"] if i % 2 == 0 else ["only-b"])

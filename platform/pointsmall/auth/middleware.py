@@ -14,14 +14,20 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pointsmall"'}
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthorizedException("Send an API key as 'Authorization: Bearer <key>'.", headers=_CHALLENGE)
+            raise NotAuthorizedException(
+                "Send an API key as 'Authorization: Bearer <key>'.", headers=_CHALLENGE
+            )
         async with connection.app.state.engine.connect() as conn:
             principal = await services.authenticate(conn, token.strip())
         if principal is None:
-            raise NotAuthorizedException("The API key is unknown, revoked or malformed.", headers=_CHALLENGE)
+            raise NotAuthorizedException(
+                "The API key is unknown, revoked or malformed.", headers=_CHALLENGE
+            )
         return AuthenticationResult(user=principal, auth=token)
 
 

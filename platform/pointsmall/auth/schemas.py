@@ -6,7 +6,9 @@ import msgspec
 from pointsmall.auth.principal import SCOPES
 from pointsmall.schemas import Name
 
-Scope = Literal["points:read", "points:write", "catalog:read", "catalog:write", "orders:write", "admin"]
+Scope = Literal[
+    "points:read", "points:write", "catalog:read", "catalog:write", "orders:write", "admin"
+]
 assert set(Scope.__args__) == set(SCOPES)  # type: ignore[attr-defined]
 
 

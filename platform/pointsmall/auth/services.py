@@ -10,6 +10,7 @@ import hmac
 import re
 import secrets
 import string
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -45,7 +46,9 @@ def _out(key: ApiKey) -> ApiKeyOut:
 
 async def issue(session: AsyncSession, tenant_id: str, data: ApiKeyCreate) -> ApiKeyCreated:
     ulid = new_ulid()
-    token = f"pm_{data.mode}_{ulid}" + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
+    token = f"pm_{data.mode}_{ulid}" + "".join(
+        secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN)
+    )
     key = ApiKey(
         id=f"key_{ulid}",
         tenant_id=tenant_id,
@@ -69,7 +72,9 @@ async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
         return None
     row = (
         await conn.execute(
-            select(ApiKey.digest, ApiKey.scopes, ApiKey.revoked_at, TENANTS.c.id, TENANTS.c.schema_name)
+            select(
+                ApiKey.digest, ApiKey.scopes, ApiKey.revoked_at, TENANTS.c.id, TENANTS.c.schema_name
+            )
             .join(TENANTS, TENANTS.c.id == ApiKey.tenant_id)
             .where(ApiKey.id == f"key_{match.group(2)}")
         )
@@ -89,7 +94,9 @@ async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
 async def list_keys(
     session: AsyncSession, tenant_id: str, limit: int, starting_after: str | None
 ) -> Page[ApiKeyOut]:
-    query = newest_first(select(ApiKey).where(ApiKey.tenant_id == tenant_id), ApiKey.id, limit, starting_after)
+    query = newest_first(
+        select(ApiKey).where(ApiKey.tenant_id == tenant_id), ApiKey.id, limit, starting_after
+    )
     rows = (await session.scalars(query)).all()
     return to_page(rows, limit, _out, lambda k: k.id)
 

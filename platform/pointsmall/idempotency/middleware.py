@@ -18,7 +18,8 @@ from typing import Any
 
 import msgspec
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -44,12 +45,12 @@ class _Buffered:
     """Collects the downstream response so it can be sent after the commit."""
 
     def __init__(self) -> None:
-        self.start: Message | None = None
+        self.start: dict[str, Any] | None = None
         self.body: list[bytes] = []
 
-    async def __call__(self, message: Message) -> None:
+    async def __call__(self, message: Any) -> None:
         if message["type"] == "http.response.start":
-            self.start = message
+            self.start = dict(message)
         elif message["type"] == "http.response.body":
             self.body.append(message.get("body", b""))
 
@@ -59,14 +60,20 @@ class _Buffered:
 
     @property
     def content_type(self) -> str:
-        for name, value in (self.start or {}).get("headers", []):
+        headers: list[tuple[bytes, bytes]] = (self.start or {}).get("headers", [])
+        for name, value in headers:
             if name.lower() == b"content-type":
                 return str(value.decode("latin-1"))
         return "application/json"
 
 
-async def _send_whole(send: Send, status: int, body: bytes, content_type: str, extra: dict[str, str]) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+async def _send_whole(
+    send: Send, status: int, body: bytes, content_type: str, extra: dict[str, str]
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -78,9 +85,9 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
-        message = await receive()
+        message: Any = await receive()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -89,7 +96,7 @@ async def _read_body(receive: Receive) -> bytes:
 def _replaying(body: bytes) -> Receive:
     sent = False
 
-    async def receive() -> Message:
+    async def receive() -> Any:
         nonlocal sent
         if sent:
             return {"type": "http.disconnect"}
@@ -104,13 +111,14 @@ class UnitOfWorkMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        method = str(scope.get("method"))
         principal: Principal = scope["user"]
         db = TenantDb(scope["app"].state.engine, principal.schema)
         scope.setdefault("state", {})["tenant_db"] = db
-        key = MutableScopeHeaders(scope).get("idempotency-key") if scope["method"] == "POST" else None
+        key = MutableScopeHeaders(scope).get("idempotency-key") if method == "POST" else None
         try:
             if key is not None:
                 await self._idempotent(db, key, scope, receive, send)
@@ -125,19 +133,29 @@ class UnitOfWorkMiddleware:
         await db.finish(commit=buffered.status < 400)
         await self._forward(buffered, send)
 
-    async def _idempotent(self, db: TenantDb, key: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _idempotent(
+        self, db: TenantDb, key: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         if not 1 <= len(key) <= 255 or not set(key) <= _KEY_CHARS:
             await _send_problem(
-                send, 422, "validation_error", "Validation failed",
+                send,
+                422,
+                "validation_error",
+                "Validation failed",
                 "Idempotency-Key must be 1 to 255 printable ASCII characters.",
             )
             return
-        max_body = scope["app"].request_max_body_size or 1_048_576
+        limit = scope["app"].request_max_body_size
+        max_body = limit if isinstance(limit, int) else 1_048_576
         body = await _read_body(receive)
         if len(body) > max_body:
-            await _send_problem(send, 413, "payload_too_large", "Payload too large", "The body is too large.")
+            await _send_problem(
+                send, 413, "payload_too_large", "Payload too large", "The body is too large."
+            )
             return
-        digest = fingerprint(scope["method"], scope["path"], scope.get("query_string", b""), body)
+        digest = fingerprint(
+            str(scope.get("method")), scope["path"], scope.get("query_string", b""), body
+        )
         session = db.session
         claimed = (
             await session.execute(
@@ -151,15 +169,23 @@ class UnitOfWorkMiddleware:
             stored = await session.get(IdempotencyKey, key)
             await db.finish(commit=False)
             if stored is None:  # expired between the two statements: treat as a clash
-                await _send_problem(send, 409, "idempotency_conflict", "Conflict", "Retry the request.")
+                await _send_problem(
+                    send, 409, "idempotency_conflict", "Conflict", "Retry the request."
+                )
             elif stored.fingerprint != digest:
                 await _send_problem(
-                    send, 409, "idempotency_conflict", "Idempotency key reused",
+                    send,
+                    409,
+                    "idempotency_conflict",
+                    "Idempotency key reused",
                     "This Idempotency-Key was used with a different request.",
                 )
             else:
                 await _send_whole(
-                    send, stored.response_status, stored.response_body, stored.response_type,
+                    send,
+                    stored.response_status,
+                    stored.response_body,
+                    stored.response_type,
                     {REPLAYED_HEADER: "true"},
                 )
             return
@@ -185,6 +211,7 @@ class UnitOfWorkMiddleware:
         if buffered.start is None:
             await _send_problem(send, 500, "internal_error", "Internal error", "No response.")
             return
-        await send(buffered.start)
-        await send({"type": "http.response.body", "body": b"".join(buffered.body), "more_body": False})
-
+        await send(buffered.start)  # type: ignore[arg-type]
+        await send(
+            {"type": "http.response.body", "body": b"".join(buffered.body), "more_body": False}
+        )

@@ -19,8 +19,8 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     """Only the fields sent change; send null to clear email or name."""
 
     external_id: ExternalId | msgspec.UnsetType = msgspec.UNSET
-    email: Email | None | msgspec.UnsetType = msgspec.UNSET
-    name: Name | None | msgspec.UnsetType = msgspec.UNSET
+    email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    name: Name | msgspec.UnsetType | None = msgspec.UNSET
     attributes: Attributes | msgspec.UnsetType = msgspec.UNSET
     status: MemberStatus | msgspec.UnsetType = msgspec.UNSET
 

@@ -69,7 +69,9 @@ async def get(session: AsyncSession, member_id: str) -> models.Member:
     return member
 
 
-async def update(session: AsyncSession, member_id: str, data: schemas.MemberUpdate) -> models.Member:
+async def update(
+    session: AsyncSession, member_id: str, data: schemas.MemberUpdate
+) -> models.Member:
     member = await get(session, member_id)
     changes: dict[str, Any] = msgspec.structs.asdict(data)
     for field, value in changes.items():
@@ -86,5 +88,7 @@ async def list_members(
     query = select(models.Member)
     if external_id is not None:
         query = query.where(models.Member.external_id == external_id)
-    rows = (await session.scalars(newest_first(query, models.Member.id, limit, starting_after))).all()
+    rows = (
+        await session.scalars(newest_first(query, models.Member.id, limit, starting_after))
+    ).all()
     return to_page(rows, limit, to_schema, lambda m: m.id)

@@ -66,7 +66,9 @@ async def autogenerate_revision(settings: Any, message: str, *, tenant: bool) ->
             shared_migrations().upgrade_fixed_schema(connection, TENANTS_SCHEMA)
         config = Config()
         config.set_main_option("script_location", location)
-        config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+        config.set_main_option(
+            "file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
+        )
         config.attributes.update(connection=connection, kind="tenant" if tenant else "shared")
         command.revision(config, message=message, autogenerate=True)
 

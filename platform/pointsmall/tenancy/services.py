@@ -57,7 +57,7 @@ async def provision(
     time_zone: str = "UTC",
     currency: str = "USD",
 ) -> TenantOut:
-    """Register a tenant and create its schema at the newest version, in the session's transaction."""
+    """Register a tenant and create its schema at head, in the session's transaction."""
     _check(slug, time_zone)
     tenant_id = new_id("ten")
     schema = schema_for_tenant(tenant_id)
@@ -81,31 +81,48 @@ async def provision(
     conn = await session.connection()
     await conn.run_sync(migrations.provision, schema)
     tenant_conn = await conn.execution_options(schema_translate_map={None: schema})
-    await tenant_conn.execute(insert(TenantSettings).values(id=1, timezone=time_zone, currency=currency))
+    await tenant_conn.execute(
+        insert(TenantSettings).values(id=1, timezone=time_zone, currency=currency)
+    )
     return TenantOut(id=tenant_id, slug=inserted, name=name)
 
 
-async def signup(session: AsyncSession, migrations: SchemaMigrations, data: SignupCreate) -> SignupResult:
+async def signup(
+    session: AsyncSession, migrations: SchemaMigrations, data: SignupCreate
+) -> SignupResult:
     _check(data.slug, data.timezone)
     # Hash before the transaction opens: argon2 is deliberately slow and needs no lock.
     password_hash = await asyncio.to_thread(_hasher.hash, data.password)
     tenant = await provision(
-        session, migrations, name=data.merchant_name, slug=data.slug,
-        time_zone=data.timezone, currency=data.currency,
+        session,
+        migrations,
+        name=data.merchant_name,
+        slug=data.slug,
+        time_zone=data.timezone,
+        currency=data.currency,
     )
     admin = StaffUser(
-        id=new_id("usr"), tenant_id=tenant.id, email=data.admin_email.lower(),
-        password_hash=password_hash, role="admin",
+        id=new_id("usr"),
+        tenant_id=tenant.id,
+        email=data.admin_email.lower(),
+        password_hash=password_hash,
+        role="admin",
     )
     session.add(admin)
     key = await api_keys.issue(session, tenant.id, ApiKeyCreate(name="Default key"))
-    return SignupResult(tenant=tenant, admin=AdminOut(id=admin.id, email=admin.email), api_key=key.secret)
+    return SignupResult(
+        tenant=tenant, admin=AdminOut(id=admin.id, email=admin.email), api_key=key.secret
+    )
 
 
 async def list_tenants(session: AsyncSession) -> list[TenantOut]:
-    rows = await session.execute(select(TENANTS.c.id, TENANTS.c.slug, TENANTS.c.name).order_by(TENANTS.c.id))
+    rows = await session.execute(
+        select(TENANTS.c.id, TENANTS.c.slug, TENANTS.c.name).order_by(TENANTS.c.id)
+    )
     return [TenantOut(id=r.id, slug=r.slug, name=r.name) for r in rows]
 
 
 async def all_schemas(session: AsyncSession) -> list[str]:
-    return list((await session.scalars(select(TENANTS.c.schema_name).order_by(TENANTS.c.schema_name))).all())
+    return list(
+        (await session.scalars(select(TENANTS.c.schema_name).order_by(TENANTS.c.schema_name))).all()
+    )
