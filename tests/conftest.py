@@ -17,6 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
 from pointsmall.app import create_app
 from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.auth.services import issue
@@ -26,8 +29,6 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import provision
 from pointsmall_tenants import create_pooled_engine, tenant_bind
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]

@@ -10,7 +10,6 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from pointsmall_tenants import create_pooled_engine
 
 from pointsmall.auth.controllers import ApiKeyController
 from pointsmall.auth.middleware import BearerAuthMiddleware
@@ -23,6 +22,7 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
 from pointsmall.settings import Settings
 from pointsmall.tenancy.controllers import SignupController
+from pointsmall_tenants import create_pooled_engine
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

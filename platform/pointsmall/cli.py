@@ -72,10 +72,9 @@ def worker() -> None:
 
 
 async def _migrate(settings: Settings, concurrency: int) -> None:
-    from pointsmall_tenants import FanOutFailed, create_pooled_engine
-
     from pointsmall.migrations import shared_migrations, tenant_migrations
     from pointsmall.tenancy.services import all_schemas
+    from pointsmall_tenants import FanOutFailed, create_pooled_engine
 
     engine = create_pooled_engine(
         settings.async_database_url, pool_size=concurrency, max_overflow=0

@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from pointsmall_tenants import TENANTS_SCHEMA, tenant_bind, tenants_table
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pointsmall_tenants import TENANTS_SCHEMA, tenant_bind, tenants_table
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

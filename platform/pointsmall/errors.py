@@ -126,7 +126,8 @@ def _field_errors(extra: Any) -> list[FieldError]:
             match = _KEY_IN_MESSAGE.search(message)
             key = match.group(1) if match else item.get("source") or "body"
         message = _KEY_IN_MESSAGE.sub("", message).rstrip(" -")
-        errors.append(FieldError(field=str(key), message=message))
+        field = "body" if key == "data" else str(key)  # Litestar names the whole body `data`
+        errors.append(FieldError(field=field, message=message))
     return errors
 
 

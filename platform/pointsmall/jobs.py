@@ -5,13 +5,13 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from pointsmall_tenants import create_pooled_engine, tenant_bind
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas
+from pointsmall_tenants import create_pooled_engine, tenant_bind
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ import asyncio
 from dataclasses import replace
 
 import httpx
-from pointsmall.settings import Settings
 
+from pointsmall.settings import Settings
 from tests.conftest import TenantClient, serving
 
 

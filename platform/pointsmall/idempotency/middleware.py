@@ -20,7 +20,7 @@ import msgspec
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pointsmall.auth.principal import Principal
@@ -166,9 +166,18 @@ class UnitOfWorkMiddleware:
             )
         ).first()
         if claimed is None:
-            stored = await session.get(IdempotencyKey, key)
+            stored = (
+                await session.execute(
+                    select(
+                        IdempotencyKey.fingerprint,
+                        IdempotencyKey.response_status,
+                        IdempotencyKey.response_body,
+                        IdempotencyKey.response_type,
+                    ).where(IdempotencyKey.key == key)
+                )
+            ).one_or_none()
             await db.finish(commit=False)
-            if stored is None:  # expired between the two statements: treat as a clash
+            if stored is None:  # purged between the two statements: let the client retry
                 await _send_problem(
                     send, 409, "idempotency_conflict", "Conflict", "Retry the request."
                 )

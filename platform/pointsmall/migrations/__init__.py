@@ -54,6 +54,7 @@ async def autogenerate_revision(settings: Any, message: str, *, tenant: bool) ->
     """
     from alembic import command
     from alembic.config import Config
+
     from pointsmall_tenants import create_pooled_engine
 
     location = TENANT_LOCATION if tenant else SHARED_LOCATION

@@ -8,7 +8,6 @@ import zoneinfo
 from functools import cache
 
 from argon2 import PasswordHasher
-from pointsmall_tenants import SchemaMigrations, schema_for_tenant
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +19,7 @@ from pointsmall.errors import Conflict, FieldError, InvalidInput
 from pointsmall.ids import new_id
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 from pointsmall.tenancy.schemas import AdminOut, SignupCreate, SignupResult, TenantOut
+from pointsmall_tenants import SchemaMigrations, schema_for_tenant
 
 RESERVED_SLUGS = frozenset(
     {"admin", "api", "app", "docs", "login", "oauth", "portal", "signup", "static", "status", "www"}

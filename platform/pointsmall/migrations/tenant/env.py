@@ -2,6 +2,7 @@
 `pointsmall_tenants.SchemaMigrations`, which does not execute this file."""
 
 from alembic import context
+
 from pointsmall.migrations import autogenerate_environment
 
 autogenerate_environment(context)
