@@ -1,11 +1,18 @@
 """One Alembic script directory applied to many schemas: provision one, fan out to all.
 
-Migrations are written against unqualified tables (schema None). Each schema runs them in a
-transaction of its own with `schema_translate_map={None: schema}` and keeps its own
-`alembic_version` table, so a run can stop anywhere and resume where it stopped.
+Tenant migrations are written against unqualified tables (schema None). Alembic's runtime
+keeps its `op`/`context` proxies in module globals, so two migrations cannot run at once
+in one process. Instead, the SQL that takes a schema from version X to head is rendered
+once (Alembic's offline mode) and then executed per schema, under `SET LOCAL search_path`,
+in one round trip and one transaction per schema. That is what makes fan-out over
+thousands of schemas both parallel and fast, and it means tenant migrations must be
+renderable offline: DDL and plain SQL, no Python that reads the database.
+
+Each schema keeps its own `alembic_version` table, so a run can stop anywhere and resume.
 """
 
 import asyncio
+import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +23,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pointsmall_tenants.naming import validate_schema_name
 
@@ -39,12 +46,13 @@ class FanOutReport:
 
 
 class SchemaMigrations:
-    """The tenant migrations of one script directory, loaded once and applied per schema."""
+    """The migrations of one script directory, loaded once and applied per schema."""
 
     def __init__(self, script_location: str) -> None:
         self.config = Config()
         self.config.set_main_option("script_location", script_location)
         self.script = ScriptDirectory.from_config(self.config)
+        self._rendered: dict[str | None, str] = {}
 
     @property
     def head(self) -> str | None:
@@ -55,12 +63,52 @@ class SchemaMigrations:
         context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
         return context.get_current_revision()
 
-    def upgrade(self, connection: Connection, schema: str, target: str = "heads") -> bool:
-        """Upgrade tenant `schema` inside the caller's transaction; True if anything ran."""
-        return self._run(connection, validate_schema_name(schema), target, translate=True)
+    def upgrade_sql(self, from_revision: str | None) -> str:
+        """The unqualified SQL from `from_revision` to head (rendered once, then cached)."""
+        if from_revision not in self._rendered:
+            buffer = io.StringIO()
+
+            def steps(rev: Any, _context: Any) -> Any:
+                return self.script._upgrade_revs("heads", rev)
+
+            with EnvironmentContext(
+                self.config,
+                self.script,
+                fn=steps,
+                as_sql=True,
+                starting_rev=from_revision,
+                destination_rev="heads",
+            ) as env:
+                env.configure(
+                    dialect_name="postgresql",
+                    output_buffer=buffer,
+                    transactional_ddl=False,  # the caller owns the transaction
+                    literal_binds=True,
+                )
+                env.run_migrations()
+            self._rendered[from_revision] = buffer.getvalue()
+        return self._rendered[from_revision]
+
+    async def upgrade(self, conn: AsyncConnection, schema: str) -> bool:
+        """Bring `schema` to head inside the caller's transaction; True if anything ran."""
+        validate_schema_name(schema)
+        current = await conn.run_sync(self.current, schema)
+        if current == self.head:
+            return False
+        script = f'SET LOCAL search_path TO "{schema}";\n{self.upgrade_sql(current)}'
+        # asyncpg's simple-query protocol runs the whole script in one round trip;
+        # SET LOCAL ends with the transaction, so nothing leaks into the pool.
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute(script)  # type: ignore[union-attr]
+        return True
+
+    async def provision(self, conn: AsyncConnection, schema: str) -> None:
+        """Create `schema` and bring it to head, inside the caller's transaction."""
+        await conn.execute(text(f'CREATE SCHEMA "{validate_schema_name(schema)}"'))
+        await self.upgrade(conn, schema)
 
     def upgrade_fixed_schema(self, connection: Connection, schema: str) -> bool:
-        """Upgrade a schema whose tables name it explicitly (the shared schema).
+        """Upgrade a schema whose tables name it explicitly (a shared schema), online.
 
         Takes a transaction-scoped advisory lock, so concurrent runs (two replicas
         starting) queue instead of racing.
@@ -69,29 +117,16 @@ class SchemaMigrations:
             text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"migrate:{schema}"}
         )
         connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        return self._run(connection, schema, "heads", translate=False)
-
-    def _run(self, connection: Connection, schema: str, target: str, *, translate: bool) -> bool:
         if self.current(connection, schema) == self.head:
             return False
-        if translate:
-            connection = connection.execution_options(schema_translate_map={None: schema})
-            # Raw SQL in migrations (functions, triggers) resolves names through the
-            # search_path; SET LOCAL ends with this transaction, so nothing leaks into the pool.
-            connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}", public')
 
         def steps(rev: Any, _context: Any) -> Any:
-            return self.script._upgrade_revs(target, rev)
+            return self.script._upgrade_revs("heads", rev)
 
-        with EnvironmentContext(self.config, self.script, fn=steps, destination_rev=target) as env:
+        with EnvironmentContext(self.config, self.script, fn=steps, destination_rev="heads") as env:
             env.configure(connection=connection, version_table_schema=schema)
             env.run_migrations()
         return True
-
-    def provision(self, connection: Connection, schema: str) -> None:
-        """Create `schema` and bring it to head, inside the caller's transaction."""
-        connection.exec_driver_sql(f'CREATE SCHEMA "{validate_schema_name(schema)}"')
-        self.upgrade(connection, schema)
 
     async def fan_out(
         self,
@@ -118,7 +153,7 @@ class SchemaMigrations:
                     schema = pending.pop()
                     try:
                         async with conn.begin():
-                            ran = await conn.run_sync(self.upgrade, schema)
+                            ran = await self.upgrade(conn, schema)
                     except Exception as exc:
                         failure.append((schema, exc))
                         return

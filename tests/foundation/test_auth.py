@@ -79,13 +79,14 @@ async def test_issue_list_revoke(
 
 async def test_key_body_validation(tenants: tuple[TenantClient, TenantClient]) -> None:
     a, _ = tenants
-    for body in (
+    bodies: tuple[dict[str, object], ...] = (
         {"scopes": []},
         {"scopes": ["root"]},
         {"mode": "prod"},
         {"name": ""},
         {"extra": 1},
-    ):
+    )
+    for body in bodies:
         response = await a.http.post("/v1/api-keys", json=body)
         _problem(response, 422, "validation_error")
         assert response.json()["errors"], body

@@ -61,9 +61,7 @@ async def autogenerate_revision(settings: Any, message: str, *, tenant: bool) ->
     engine = create_pooled_engine(settings.async_database_url, pool_size=1, max_overflow=0)
 
     def revise(connection: Any) -> None:
-        if tenant:
-            tenant_migrations().provision(connection, TEMPLATE_SCHEMA)
-        else:
+        if not tenant:
             shared_migrations().upgrade_fixed_schema(connection, TENANTS_SCHEMA)
         config = Config()
         config.set_main_option("script_location", location)
@@ -77,6 +75,8 @@ async def autogenerate_revision(settings: Any, message: str, *, tenant: bool) ->
         async with engine.connect() as conn:
             transaction = await conn.begin()
             try:
+                if tenant:
+                    await tenant_migrations().provision(conn, TEMPLATE_SCHEMA)
                 await conn.run_sync(revise)
             finally:
                 await transaction.rollback()

@@ -79,7 +79,7 @@ async def provision(
     else:
         raise Conflict("Could not find a free slug; choose one.", code="slug_taken")
     conn = await session.connection()
-    await conn.run_sync(migrations.provision, schema)
+    await migrations.provision(conn, schema)
     tenant_conn = await conn.execution_options(schema_translate_map={None: schema})
     await tenant_conn.execute(
         insert(TenantSettings).values(id=1, timezone=time_zone, currency=currency)
