@@ -96,7 +96,7 @@ async def serving(settings: Settings) -> AsyncIterator[str]:
     while not server.started:
         if task.done():
             task.result()  # raises the start-up error
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # yield until uvicorn has bound its socket
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

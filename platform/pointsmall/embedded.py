@@ -17,6 +17,7 @@ from pointsmall.settings import Settings
 def start_postgres(data_dir: Path) -> str:
     import pgserver
 
+    data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri

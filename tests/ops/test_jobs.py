@@ -1,0 +1,47 @@
+"""The arq worker runs jobs from real Redis against the real database."""
+
+from datetime import UTC, datetime, timedelta
+
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.worker import Worker
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pointsmall.idempotency.models import IdempotencyKey
+from pointsmall.jobs import worker_settings
+from pointsmall.settings import Settings
+from tests.conftest import TenantClient
+
+
+async def _keys(tenant: TenantClient, engine: AsyncEngine) -> set[str]:
+    async with tenant.db(engine) as session:
+        return set((await session.scalars(select(IdempotencyKey.key))).all())
+
+
+async def test_purge_job_through_the_queue(
+    tenants: tuple[TenantClient, TenantClient], engine: AsyncEngine, settings: Settings
+) -> None:
+    old = datetime.now(UTC) - timedelta(hours=settings.idempotency_ttl_hours + 1)
+    for tenant in tenants:
+        async with tenant.db(engine) as session, session.begin():
+            await session.execute(
+                insert(IdempotencyKey),
+                [
+                    {"key": "old", "fingerprint": b"0" * 32, "created_at": old},
+                    {"key": "new", "fingerprint": b"1" * 32, "created_at": datetime.now(UTC)},
+                ],
+            )
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+    try:
+        job = await redis.enqueue_job("purge_idempotency_keys", _queue_name=settings.queue_name)
+        assert job is not None
+        worker = Worker(**worker_settings(settings), burst=True, poll_delay=0.05)  # type: ignore[arg-type]
+        await worker.main()
+        await worker.close()
+        removed = await job.result(timeout=10)
+    finally:
+        await redis.aclose()
+    assert removed >= 2  # other tests' tenants may hold old keys too; ours certainly did
+    for tenant in tenants:
+        assert await _keys(tenant, engine) == {"new"}
