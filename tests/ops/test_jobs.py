@@ -36,7 +36,7 @@ async def test_purge_job_through_the_queue(
     try:
         job = await redis.enqueue_job("purge_idempotency_keys", _queue_name=settings.queue_name)
         assert job is not None
-        worker = Worker(**worker_settings(settings), burst=True, poll_delay=0.05)  # type: ignore[arg-type]
+        worker = Worker(**worker_settings(settings), burst=True, poll_delay=0.05)
         await worker.main()
         await worker.close()
         removed = await job.result(timeout=10)
