@@ -3,13 +3,29 @@
 from pointsmall.auth.models import ApiKey
 from pointsmall.db import SharedBase, TenantBase
 from pointsmall.idempotency.models import IdempotencyKey
+from pointsmall.ledger.models import (
+    Balance,
+    LedgerTransaction,
+    Lot,
+    LotDraw,
+    OutboxEvent,
+    PointType,
+    Posting,
+)
 from pointsmall.members.models import Member
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 
 __all__ = [
     "ApiKey",
+    "Balance",
     "IdempotencyKey",
+    "LedgerTransaction",
+    "Lot",
+    "LotDraw",
     "Member",
+    "OutboxEvent",
+    "PointType",
+    "Posting",
     "SharedBase",
     "StaffUser",
     "TenantBase",

@@ -81,6 +81,8 @@ class SchemaMigrations:
             ) as env:
                 env.configure(
                     dialect_name="postgresql",
+                    # 'named' leaves % alone (the default pyformat would double it).
+                    dialect_opts={"paramstyle": "named"},
                     output_buffer=buffer,
                     transactional_ddl=False,  # the caller owns the transaction
                     literal_binds=True,

@@ -39,7 +39,11 @@ def autogenerate_environment(context: Any) -> None:
         target_metadata=TenantBase.metadata if tenant else SharedBase.metadata,
         version_table_schema=TEMPLATE_SCHEMA if tenant else TENANTS_SCHEMA,
         include_schemas=not tenant,
-        include_name=lambda name, type_, _parent: type_ != "schema" or name == TENANTS_SCHEMA,
+        include_name=lambda name, type_, _parent: (
+            name != "alembic_version"
+            if type_ == "table"
+            else type_ != "schema" or name == (None if tenant else TENANTS_SCHEMA)
+        ),
         compare_type=True,
     )
     with context.begin_transaction():
