@@ -17,10 +17,17 @@ from pointsmall.deps import provide_session
 from pointsmall.errors import exception_handlers
 from pointsmall.health import healthz, readyz
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
+from pointsmall.ledger.controllers import (
+    MemberLedgerController,
+    PointsController,
+    PointTypeController,
+    TransactionController,
+)
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
 from pointsmall.settings import Settings
+from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
 from pointsmall_tenants import create_pooled_engine
 
@@ -53,7 +60,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[MemberController, ApiKeyController],
+        route_handlers=[
+            MemberController,
+            ApiKeyController,
+            PointsController,
+            TransactionController,
+            MemberLedgerController,
+            PointTypeController,
+        ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},
         security=[{"ApiKey": []}],
@@ -64,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[resources],
         middleware=[RequestIdMiddleware, prometheus.middleware],
         exception_handlers=exception_handlers,
+        before_request=check_body,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Pointsmall API",

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from sqlalchemy import Select
 
 from pointsmall.schemas import Page
@@ -11,10 +11,10 @@ from pointsmall.schemas import Page
 T = TypeVar("T")
 Out = TypeVar("Out")
 
-Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size, 1 to 100.")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size, 1 to 100.")]
 StartingAfter = Annotated[
     str | None,
-    Parameter(
+    QueryParameter(
         max_length=64,
         pattern=r"^[a-z]+_[0-9a-z]{1,60}$",
         description="A cursor: the last id of the previous page.",

@@ -14,6 +14,7 @@ errors.
 """
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -29,6 +30,19 @@ from pointsmall.errors import PROBLEM_MEDIA_TYPE, make_problem
 from pointsmall.idempotency.models import IdempotencyKey
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+# Route option for handlers whose single SQL call claims and stores the key itself
+# (the ledger's hot writes): the middleware only checks the key and fingerprints the body.
+NATIVE = {"idempotency": "native"}
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """The request's key and body fingerprint, for handlers that store the key themselves."""
+
+    key: str | None = None
+    fingerprint: bytes | None = None
+
+
 _KEY_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
 
 
@@ -156,6 +170,10 @@ class UnitOfWorkMiddleware:
         digest = fingerprint(
             str(scope.get("method")), scope["path"], scope.get("query_string", b""), body
         )
+        if scope["route_handler"].opt.get("idempotency") == "native":
+            scope.setdefault("state", {})["idempotency"] = Idempotency(key, digest)
+            await self._plain(db, scope, _replaying(body), send)
+            return
         session = db.session
         claimed = (
             await session.execute(

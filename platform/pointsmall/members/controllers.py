@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from pointsmall.auth.middleware import requires
 from pointsmall.deps import Session
@@ -28,7 +28,7 @@ class MemberController(Controller):
         session: Session,
         limit: Limit = 20,
         starting_after: StartingAfter = None,
-        external_id: Annotated[str | None, Parameter(max_length=255)] = None,
+        external_id: Annotated[str | None, QueryParameter(max_length=255)] = None,
     ) -> Page[schemas.Member]:
         """Members, newest first; `external_id` finds the one with that customer id."""
         return await services.list_members(session, limit, starting_after, external_id)

@@ -177,6 +177,7 @@ DECLARE
   v_body jsonb;
 BEGIN
   IF v_replay IS NOT NULL THEN RETURN v_replay; END IF;
+  p_now := coalesce(p_now, now());
   PERFORM ledger_lock(p_member, p_type, true);
   SELECT * INTO v_type FROM point_types WHERE key = p_type;
   v_pending := p_kind = 'earn' AND v_type.pending_policy <> 'immediate';
@@ -222,6 +223,7 @@ DECLARE
   v_body jsonb;
 BEGIN
   IF v_replay IS NOT NULL THEN RETURN v_replay; END IF;
+  p_now := coalesce(p_now, now());
   PERFORM ledger_lock(p_member, p_type, p_kind = 'spend');
   INSERT INTO ledger_transactions (id, kind, member_id, point_type, points, reason, reference,
                                    granted_by, created_at)
@@ -257,6 +259,7 @@ DECLARE
   v_body jsonb;
 BEGIN
   IF v_replay IS NOT NULL THEN RETURN v_replay; END IF;
+  p_now := coalesce(p_now, now());
   SELECT * INTO v_t FROM ledger_transactions WHERE id = p_target;
   IF NOT FOUND THEN RAISE 'not_found' USING ERRCODE = 'P0001'; END IF;
   IF v_t.kind = 'reverse' THEN RAISE 'cannot_reverse_reversal' USING ERRCODE = 'P0001'; END IF;

@@ -1,0 +1,176 @@
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from pointsmall.auth.middleware import requires
+from pointsmall.auth.principal import Principal
+from pointsmall.deps import Session
+from pointsmall.errors import problem_responses
+from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
+from pointsmall.ledger import schemas, services
+from pointsmall.pagination import Limit, StartingAfter
+from pointsmall.schemas import Page
+
+AuthRequest = Request[Principal, str, Any]
+WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
+
+
+def _answer(written: services.Written) -> Response[schemas.Transaction]:
+    headers = {REPLAYED_HEADER: "true"} if written.replayed else {}
+    return Response(written.transaction, status_code=written.status, headers=headers)
+
+
+def _context(request: AuthRequest) -> tuple[Any, str, Idempotency]:
+    idem = request.state.get("idempotency") or Idempotency()
+    return request.app.state.engine, request.user.schema, idem
+
+
+class PointsController(Controller):
+    path = "/points"
+    tags = ["Ledger"]
+
+    @post(
+        "/earn",
+        guards=[requires("points:write")],
+        opt=NATIVE,
+        responses=WRITE_ERRORS,
+        status_code=201,
+    )
+    async def earn(
+        self, request: AuthRequest, data: JSONBody[schemas.EarnCreate]
+    ) -> Response[schemas.Transaction]:
+        """Credit points (pending first if the point type says so)."""
+        engine, schema, idem = _context(request)
+        return _answer(
+            await services.earn(
+                engine, schema, data, granted_by=request.user.credential_id, idem=idem
+            )
+        )
+
+    @post(
+        "/spend",
+        guards=[requires("points:write")],
+        opt=NATIVE,
+        responses=WRITE_ERRORS,
+        status_code=201,
+    )
+    async def spend(
+        self, request: AuthRequest, data: JSONBody[schemas.SpendCreate]
+    ) -> Response[schemas.Transaction]:
+        """Debit points, soonest-expiring first; 409 `insufficient_points` if short."""
+        engine, schema, idem = _context(request)
+        return _answer(
+            await services.spend(
+                engine, schema, data, granted_by=request.user.credential_id, idem=idem
+            )
+        )
+
+    @post(
+        "/adjust", guards=[requires("admin")], opt=NATIVE, responses=WRITE_ERRORS, status_code=201
+    )
+    async def adjust(
+        self, request: AuthRequest, data: JSONBody[schemas.AdjustCreate]
+    ) -> Response[schemas.Transaction]:
+        """A staff correction: a signed amount with a reason."""
+        engine, schema, idem = _context(request)
+        return _answer(
+            await services.adjust(
+                engine, schema, data, granted_by=request.user.credential_id, idem=idem
+            )
+        )
+
+
+class TransactionController(Controller):
+    path = "/transactions"
+    tags = ["Ledger"]
+
+    @post(
+        "/{transaction_id:str}/reverse",
+        guards=[requires("points:write")],
+        opt=NATIVE,
+        responses=WRITE_ERRORS,
+        status_code=201,
+    )
+    async def reverse(
+        self,
+        request: AuthRequest,
+        transaction_id: FromPath[str],
+        data: JSONBody[schemas.ReverseCreate | None] = None,
+    ) -> Response[schemas.Transaction]:
+        """Reverse a whole earn, spend or adjustment (refunds, mistakes). Once only."""
+        engine, schema, idem = _context(request)
+        written = await services.reverse(
+            engine,
+            schema,
+            transaction_id,
+            data or schemas.ReverseCreate(),
+            granted_by=request.user.credential_id,
+            idem=idem,
+        )
+        return _answer(written)
+
+    @post(
+        "/{transaction_id:str}/release",
+        guards=[requires("points:write")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def release(self, request: AuthRequest, transaction_id: FromPath[str]) -> dict[str, int]:
+        """Make an earn's pending points available now (point types with `manual` pending)."""
+        engine, schema, _ = _context(request)
+        return {"released_lots": await services.release(engine, schema, transaction_id)}
+
+
+class MemberLedgerController(Controller):
+    path = "/members/{member_id:str}"
+    tags = ["Ledger"]
+
+    @get("/balance", guards=[requires("points:read")], responses=problem_responses(401, 403, 404))
+    async def balance(self, session: Session, member_id: FromPath[str]) -> schemas.MemberBalance:
+        """Available, pending and lifetime points per point type, and the next expiring buckets."""
+        return await services.balance(session, member_id)
+
+    @get(
+        "/transactions",
+        guards=[requires("points:read")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def transactions(
+        self,
+        session: Session,
+        member_id: FromPath[str],
+        limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        kind: FromQuery[
+            Literal["earn", "spend", "adjust", "reverse", "expire", "release"] | None
+        ] = None,
+        created_gte: Annotated[datetime | None, QueryParameter(name="created[gte]")] = None,
+        created_lt: Annotated[datetime | None, QueryParameter(name="created[lt]")] = None,
+    ) -> Page[schemas.Transaction]:
+        """The member's ledger history, newest first; filter by kind and creation time."""
+        return await services.history(
+            session,
+            member_id,
+            limit=limit,
+            starting_after=starting_after,
+            kind=kind,
+            created_gte=created_gte,
+            created_lt=created_lt,
+        )
+
+
+class PointTypeController(Controller):
+    path = "/point-types"
+    tags = ["Ledger"]
+
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
+    async def list_point_types(self, session: Session) -> list[schemas.PointTypeOut]:
+        return await services.list_point_types(session)
+
+    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
+    async def create_point_type(
+        self, session: Session, data: JSONBody[schemas.PointTypeCreate]
+    ) -> schemas.PointTypeOut:
+        """A point type with its expiry and pending policies."""
+        return await services.create_point_type(session, data)

@@ -1,0 +1,376 @@
+"""The ledger's writes (one SQL function call each) and reads.
+
+Writes go straight to the tenant schema's plpgsql functions through the driver: one round
+trip per earn/spend/adjust/reverse, the idempotency key claimed inside the same call.
+Reads use the request's SQLAlchemy session.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pointsmall.errors import ApiError, Conflict, FieldError, InvalidInput, NotFound
+from pointsmall.idempotency.middleware import Idempotency
+from pointsmall.ledger import models, schemas
+from pointsmall.members.services import get as get_member
+from pointsmall.pagination import newest_first, to_page
+from pointsmall.schemas import Page
+from pointsmall_tenants import validate_schema_name
+
+_ERRORS: dict[str, ApiError] = {
+    "insufficient_points": Conflict("Not enough available points.", code="insufficient_points"),
+    "member_not_found": NotFound("No such member."),
+    "not_found": NotFound("No such transaction."),
+    "member_suspended": Conflict("The member is suspended.", code="member_suspended"),
+    "point_type_not_found": InvalidInput(
+        "The request is invalid.",
+        errors=[FieldError(field="point_type", message="no such point type")],
+    ),
+    "already_reversed": Conflict("The transaction is already reversed.", code="already_reversed"),
+    "cannot_reverse_reversal": Conflict(
+        "A reversal cannot be reversed.", code="cannot_reverse_reversal"
+    ),
+    "not_reversible": Conflict("Expiries and releases cannot be reversed.", code="not_reversible"),
+    "points_already_spent": Conflict(
+        "Some of these points were spent and the point type allows no debt.",
+        code="points_already_spent",
+    ),
+    "idempotency_conflict": Conflict(
+        "This Idempotency-Key was used with a different request.", code="idempotency_conflict"
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A write's outcome: the transaction, its HTTP status, and whether it was a replay."""
+
+    transaction: schemas.Transaction
+    status: int
+    replayed: bool
+
+
+async def _call(engine: AsyncEngine, schema: str, function: str, *args: Any) -> Written:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(args) + 1))
+    sql = f'SELECT "{validate_schema_name(schema)}".{function}({placeholders})'
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        try:
+            result = await raw.fetchval(sql, *args)
+        except asyncpg.exceptions.RaiseError as exc:
+            known = _ERRORS.get(exc.message)
+            if known is None:
+                raise
+            raise type(known)(
+                known.detail, status=known.status, code=known.code, errors=known.errors
+            ) from None
+    return Written(
+        transaction=msgspec.convert(result["body"], schemas.Transaction),
+        status=int(result["status"]),
+        replayed=bool(result["replayed"]),
+    )
+
+
+async def earn(
+    engine: AsyncEngine,
+    schema: str,
+    data: schemas.EarnCreate,
+    *,
+    granted_by: str,
+    rule_version: str | None = None,
+    now: datetime | None = None,
+    idem: Idempotency = Idempotency(),
+) -> Written:
+    return await _call(
+        engine,
+        schema,
+        "ledger_credit",
+        "earn",
+        data.member_id,
+        data.point_type,
+        data.points,
+        data.reason,
+        data.reference,
+        granted_by,
+        rule_version,
+        now,
+        idem.key,
+        idem.fingerprint,
+    )
+
+
+async def spend(
+    engine: AsyncEngine,
+    schema: str,
+    data: schemas.SpendCreate,
+    *,
+    granted_by: str,
+    now: datetime | None = None,
+    idem: Idempotency = Idempotency(),
+) -> Written:
+    return await _call(
+        engine,
+        schema,
+        "ledger_debit",
+        "spend",
+        data.member_id,
+        data.point_type,
+        data.points,
+        data.reason,
+        data.reference,
+        granted_by,
+        now,
+        idem.key,
+        idem.fingerprint,
+    )
+
+
+async def adjust(
+    engine: AsyncEngine,
+    schema: str,
+    data: schemas.AdjustCreate,
+    *,
+    granted_by: str,
+    now: datetime | None = None,
+    idem: Idempotency = Idempotency(),
+) -> Written:
+    if data.points == 0:
+        raise InvalidInput(
+            "The request is invalid.", errors=[FieldError(field="points", message="must not be 0")]
+        )
+    if data.points > 0:
+        return await _call(
+            engine,
+            schema,
+            "ledger_credit",
+            "adjust",
+            data.member_id,
+            data.point_type,
+            data.points,
+            data.reason,
+            data.reference,
+            granted_by,
+            None,
+            now,
+            idem.key,
+            idem.fingerprint,
+        )
+    return await _call(
+        engine,
+        schema,
+        "ledger_debit",
+        "adjust",
+        data.member_id,
+        data.point_type,
+        -data.points,
+        data.reason,
+        data.reference,
+        granted_by,
+        now,
+        idem.key,
+        idem.fingerprint,
+    )
+
+
+async def reverse(
+    engine: AsyncEngine,
+    schema: str,
+    transaction_id: str,
+    data: schemas.ReverseCreate,
+    *,
+    granted_by: str,
+    now: datetime | None = None,
+    idem: Idempotency = Idempotency(),
+) -> Written:
+    return await _call(
+        engine,
+        schema,
+        "ledger_reverse",
+        transaction_id,
+        data.reason,
+        granted_by,
+        now,
+        idem.key,
+        idem.fingerprint,
+    )
+
+
+async def sweep(engine: AsyncEngine, schema: str, now: datetime | None = None) -> tuple[int, int]:
+    """Release matured pending lots, then expire what is due. Returns (released, expired)."""
+    name = validate_schema_name(schema)
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        async with raw.transaction():
+            released = await raw.fetchval(
+                f'SELECT "{name}".ledger_release(coalesce($1, now()), NULL)', now
+            )
+            expired = await raw.fetchval(f'SELECT "{name}".ledger_expire(coalesce($1, now()))', now)
+    return int(released), int(expired)
+
+
+async def release(
+    engine: AsyncEngine, schema: str, transaction_id: str, now: datetime | None = None
+) -> int:
+    """Release one earn's pending points now (point types with the `manual` policy)."""
+    name = validate_schema_name(schema)
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        released = await raw.fetchval(
+            f'SELECT "{name}".ledger_release(coalesce($1, now()), $2)', now, transaction_id
+        )
+    return int(released)
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+async def balance(
+    session: AsyncSession, member_id: str, *, buckets: int = 5
+) -> schemas.MemberBalance:
+    member = await get_member(session, member_id)
+    rows = (
+        await session.scalars(
+            select(models.Balance)
+            .where(models.Balance.member_id == member.id)
+            .order_by(models.Balance.point_type)
+        )
+    ).all()
+    expiring = (
+        await session.execute(
+            select(models.Lot.point_type, models.Lot.expires_at, func.sum(models.Lot.remaining))
+            .where(
+                models.Lot.member_id == member.id,
+                models.Lot.remaining > 0,
+                models.Lot.expires_at.is_not(None),
+                models.Lot.expires_at > func.now(),
+            )
+            .group_by(models.Lot.point_type, models.Lot.expires_at)
+            .order_by(models.Lot.expires_at)
+        )
+    ).all()
+    by_type: dict[str, list[schemas.Expiring]] = {}
+    for point_type, expires_at, points in expiring:
+        if len(by_type.setdefault(point_type, [])) < buckets:
+            bucket = schemas.Expiring(points=int(points), expires_at=expires_at)  # type: ignore[arg-type]
+            by_type[point_type].append(bucket)
+    balances = [
+        schemas.PointBalance(
+            point_type=row.point_type,
+            available=row.available,
+            pending=row.pending,
+            lifetime_earned=row.lifetime_earned,
+            expiring=by_type.get(row.point_type, []),
+        )
+        for row in rows
+    ]
+    if not any(b.point_type == "points" for b in balances):
+        balances.insert(0, schemas.PointBalance("points", 0, 0, 0, []))
+    return schemas.MemberBalance(member_id=member.id, tier=None, balances=balances)
+
+
+def _transaction(row: models.LedgerTransaction) -> schemas.Transaction:
+    return schemas.Transaction(
+        id=row.id,
+        kind=row.kind,  # type: ignore[arg-type]  # the column holds only these kinds
+        member_id=row.member_id,
+        point_type=row.point_type,
+        points=row.points,
+        reason=row.reason,
+        reference=row.reference,
+        reverses=row.reverses,
+        granted_by=row.granted_by,
+        created_at=row.created_at,
+    )
+
+
+async def history(
+    session: AsyncSession,
+    member_id: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    kind: str | None,
+    created_gte: datetime | None,
+    created_lt: datetime | None,
+) -> Page[schemas.Transaction]:
+    member = await get_member(session, member_id)
+    query = select(models.LedgerTransaction).where(models.LedgerTransaction.member_id == member.id)
+    if kind:
+        query = query.where(models.LedgerTransaction.kind == kind)
+    if created_gte:
+        query = query.where(models.LedgerTransaction.created_at >= created_gte)
+    if created_lt:
+        query = query.where(models.LedgerTransaction.created_at < created_lt)
+    rows = (
+        await session.scalars(
+            newest_first(query, models.LedgerTransaction.id, limit, starting_after)
+        )
+    ).all()
+    return to_page(rows, limit, _transaction, lambda t: t.id)
+
+
+# --- point types -----------------------------------------------------------------------
+
+
+def _point_type(row: models.PointType) -> schemas.PointTypeOut:
+    return schemas.PointTypeOut(
+        key=row.key,
+        name=row.name,
+        expiry_policy=row.expiry_policy,
+        expiry_days=row.expiry_days,
+        expiry_date=row.expiry_date,
+        expiry_period=row.expiry_period,
+        pending_policy=row.pending_policy,
+        pending_days=row.pending_days,
+        allow_negative=row.allow_negative,
+        created_at=row.created_at,
+    )
+
+
+def _check_policies(data: schemas.PointTypeCreate) -> None:
+    errors = []
+    needs = {
+        "rolling": ("expiry_days",),
+        "fixed_date": ("expiry_date",),
+        "end_of_period": ("expiry_period",),
+    }.get(data.expiry_policy, ())
+    for name in needs:
+        if getattr(data, name) is None:
+            errors.append(
+                FieldError(field=name, message=f"required for expiry_policy {data.expiry_policy}")
+            )
+    if data.pending_policy == "days" and data.pending_days is None:
+        errors.append(FieldError(field="pending_days", message="required for pending_policy days"))
+    if errors:
+        raise InvalidInput("The request is invalid.", errors=errors)
+
+
+async def create_point_type(
+    session: AsyncSession, data: schemas.PointTypeCreate
+) -> schemas.PointTypeOut:
+    _check_policies(data)
+    row = (
+        await session.scalars(
+            pg_insert(models.PointType)
+            .values(**msgspec.structs.asdict(data))
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(models.PointType)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Conflict(f"A point type {data.key!r} exists.", code="point_type_exists")
+    return _point_type(row)
+
+
+async def list_point_types(session: AsyncSession) -> list[schemas.PointTypeOut]:
+    rows = (await session.scalars(select(models.PointType).order_by(models.PointType.key))).all()
+    return [_point_type(r) for r in rows]
