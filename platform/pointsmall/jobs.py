@@ -9,6 +9,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.idempotency.models import IdempotencyKey
+from pointsmall.ledger import services as ledger
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas
 from pointsmall_tenants import create_pooled_engine, tenant_bind
@@ -40,11 +41,30 @@ async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     return removed
 
 
+async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
+    """Release matured pending points and expire due ones, tenant by tenant.
+
+    Each tenant's sweep is one transaction of set-based SQL; a second run finds nothing.
+    """
+    engine = ctx["engine"]
+    async with AsyncSession(engine) as session:
+        schemas = await all_schemas(session)
+    totals = {"tenants": len(schemas), "released": 0, "expired": 0}
+    for schema in schemas:
+        released, expired = await ledger.sweep(engine, schema)
+        totals["released"] += released
+        totals["expired"] += expired
+    return totals
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker`."""
     return {
-        "functions": [purge_idempotency_keys],
-        "cron_jobs": [cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False)],
+        "functions": [purge_idempotency_keys, sweep_points],
+        "cron_jobs": [
+            cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False),
+            cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),

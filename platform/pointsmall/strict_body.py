@@ -24,7 +24,7 @@ def _decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool
 
 
 async def check_body(request: Request[Any, Any, Any]) -> None:
-    found = _decoder(request.route_handler)  # type: ignore[arg-type]
+    found = _decoder(request.route_handler)
     if found is None:
         return
     decoder, optional = found

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -15,7 +16,7 @@ from tests.ledger.conftest import new_member
 Tenants = tuple[TenantClient, TenantClient]
 
 
-async def _balance(t: TenantClient, member: str, point_type: str = "points") -> dict[str, int]:
+async def _balance(t: TenantClient, member: str, point_type: str = "points") -> dict[str, Any]:
     body = (await t.http.get(f"/v1/members/{member}/balance")).json()
     return next(b for b in body["balances"] if b["point_type"] == point_type)
 

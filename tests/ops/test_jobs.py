@@ -45,3 +45,39 @@ async def test_purge_job_through_the_queue(
     assert removed >= 2  # other tests' tenants may hold old keys too; ours certainly did
     for tenant in tenants:
         assert await _keys(tenant, engine) == {"new"}
+
+
+async def test_sweep_job_through_the_queue(
+    tenants: tuple[TenantClient, TenantClient], settings: Settings
+) -> None:
+    a, _ = tenants
+    member = (await a.http.post("/v1/members", json={"external_id": "sweep"})).json()["id"]
+    await a.http.post(
+        "/v1/point-types",
+        json={
+            "key": "gone",
+            "name": "Gone",
+            "expiry_policy": "fixed_date",
+            "expiry_date": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
+        },
+    )
+    await a.http.post(
+        "/v1/points/earn",
+        json={"member_id": member, "points": 5, "reason": "x", "point_type": "gone"},
+    )
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+    try:
+        # The lot expires one second after it was earned; the job runs after that.
+        job = await redis.enqueue_job(
+            "sweep_points", _queue_name=settings.queue_name, _defer_by=timedelta(seconds=1.5)
+        )
+        assert job is not None
+        worker = Worker(**worker_settings(settings), burst=True, poll_delay=0.05)
+        await worker.main()
+        await worker.close()
+        totals = await job.result(timeout=10)
+    finally:
+        await redis.aclose()
+    assert totals["expired"] >= 1
+    balance = (await a.http.get(f"/v1/members/{member}/balance")).json()["balances"]
+    assert next(b for b in balance if b["point_type"] == "gone")["available"] == 0

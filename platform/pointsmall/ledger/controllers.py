@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pointsmall.auth.middleware import requires
 from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
-from pointsmall.errors import problem_responses
+from pointsmall.errors import NotFound, problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
 from pointsmall.ledger import schemas, services
 from pointsmall.pagination import Limit, StartingAfter
@@ -119,7 +119,10 @@ class TransactionController(Controller):
     async def release(self, request: AuthRequest, transaction_id: FromPath[str]) -> dict[str, int]:
         """Make an earn's pending points available now (point types with `manual` pending)."""
         engine, schema, _ = _context(request)
-        return {"released_lots": await services.release(engine, schema, transaction_id)}
+        released = await services.release(engine, schema, transaction_id)
+        if not released:
+            raise NotFound("No pending points for this transaction.")
+        return {"released_lots": released}
 
 
 class MemberLedgerController(Controller):
