@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pointsmall.ledger import services
+from pointsmall.ledger import schemas, services
 from pointsmall.ledger.models import LedgerTransaction, OutboxEvent
 from tests.conftest import TenantClient
 from tests.ledger.conftest import new_member
@@ -72,7 +72,7 @@ async def test_reversed_spend_of_expired_lot_goes_to_breakage(
         engine,
         a.schema,
         spend["id"],
-        services.schemas.ReverseCreate(reason="refund"),
+        schemas.ReverseCreate(reason="refund"),
         granted_by="t",
         now=later,
     )

@@ -281,6 +281,10 @@ BEGIN
     SELECT * INTO v_lot FROM lots WHERE transaction_id = p_target;
     IF v_lot.pending THEN
       v_total := v_lot.remaining;
+      IF v_total > 0 THEN
+        INSERT INTO lot_draws (transaction_id, lot_id, amount) VALUES (v_txn, v_lot.id, v_total);
+        UPDATE lots SET remaining = 0 WHERE id = v_lot.id;
+      END IF;
       INSERT INTO postings (transaction_id, account, member_id, point_type, amount) VALUES
         (v_txn, 'pending', v_t.member_id, v_t.point_type, -v_total),
         (v_txn, v_account, NULL, v_t.point_type, v_total);
