@@ -72,7 +72,9 @@ async def test_sweep_job_through_the_queue(
             "sweep_points", _queue_name=settings.queue_name, _defer_by=timedelta(seconds=1.5)
         )
         assert job is not None
-        worker = Worker(**worker_settings(settings), burst=True, poll_delay=0.05)
+        # Without the cron entries, so only the queued job sweeps.
+        only_queue = worker_settings(settings) | {"cron_jobs": []}
+        worker = Worker(**only_queue, burst=True, poll_delay=0.05)
         await worker.main()
         await worker.close()
         totals = await job.result(timeout=10)
