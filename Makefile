@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-tenants migrate clean
+.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,13 @@ pytest: $(VENV)/.synced
 migrate: $(VENV)/.synced
 	$(BIN)/pointsmall migrate
 
-bench: bench-tenants
+bench: bench-tenants bench-ledger
 
 bench-tenants: $(VENV)/.synced
 	$(BIN)/python -m bench.tenants
 
 clean:
 	rm -rf $(VENV) .pointsmall .mypy_cache .pytest_cache .ruff_cache
+
+bench-ledger: $(VENV)/.synced
+	$(BIN)/python -m bench.ledger
