@@ -75,8 +75,10 @@ async def _seed_members(engine: AsyncEngine, schema: str, count: int) -> None:
 
 
 def _pgbench(url: str, schema: str, script: str, seconds: float) -> float:
+    import pgserver
+
     binary = shutil.which("pgbench") or str(
-        Path(__import__("pgserver").__file__).parent / "pginstall" / "bin" / "pgbench"
+        Path(pgserver.__path__[0]) / "pginstall" / "bin" / "pgbench"
     )
     env = os.environ | {"PGOPTIONS": f"-c search_path={schema}"}
     out = subprocess.run(

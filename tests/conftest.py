@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -25,6 +26,7 @@ from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.auth.services import issue
 from pointsmall.cli import _migrate
 from pointsmall.embedded import start_postgres, start_redis
+from pointsmall.hotpath import create_hot_pool
 from pointsmall.migrations import tenant_migrations
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import provision
@@ -77,6 +79,13 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     db = create_pooled_engine(settings.async_database_url, pool_size=5)
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def hot_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_hot_pool(settings)
+    yield pool
+    await pool.close()
 
 
 def _free_port() -> int:

@@ -13,9 +13,11 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from pointsmall.auth.controllers import ApiKeyController
 from pointsmall.auth.middleware import BearerAuthMiddleware
+from pointsmall.auth.services import PrincipalCache
 from pointsmall.deps import provide_session
 from pointsmall.errors import exception_handlers
 from pointsmall.health import healthz, readyz
+from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
 from pointsmall.ledger.controllers import (
     MemberLedgerController,
@@ -49,12 +51,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
             default_queue_name=settings.queue_name,
         )
+        hot_pool = await create_hot_pool(settings)
         app.state.update(
-            settings=settings, engine=engine, redis=redis, migrations=tenant_migrations()
+            settings=settings,
+            engine=engine,
+            hot_pool=hot_pool,
+            redis=redis,
+            migrations=tenant_migrations(),
+            principals=PrincipalCache(settings.auth_cache_seconds),
         )
         try:
             yield
         finally:
+            await hot_pool.close()
             await redis.aclose()
             await engine.dispose()
 

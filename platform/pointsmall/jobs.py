@@ -8,6 +8,7 @@ from arq.connections import RedisSettings
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.ledger import services as ledger
 from pointsmall.settings import Settings
@@ -19,9 +20,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings.from_env()
     ctx["settings"] = settings
     ctx["engine"] = create_pooled_engine(settings.async_database_url, pool_size=4, max_overflow=0)
+    ctx["hot_pool"] = await create_hot_pool(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["hot_pool"].close()
     await ctx["engine"].dispose()
 
 
@@ -51,7 +54,7 @@ async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
         schemas = await all_schemas(session)
     totals = {"tenants": len(schemas), "released": 0, "expired": 0}
     for schema in schemas:
-        released, expired = await ledger.sweep(engine, schema)
+        released, expired = await ledger.sweep(ctx["hot_pool"], schema)
         totals["released"] += released
         totals["expired"] += expired
     return totals

@@ -29,6 +29,9 @@ class Settings:
     migrate_concurrency: int = 4
     max_body_bytes: int = 1_048_576
     idempotency_ttl_hours: int = 24
+    # How long a verified API key is trusted without asking the database again. A revoked
+    # key stops at once in the process that revoked it, within this many seconds elsewhere.
+    auth_cache_seconds: int = 10
     # The arq queue; tests give each run a queue of its own on a shared Redis.
     queue_name: str = "pointsmall:queue"
 
@@ -50,6 +53,7 @@ class Settings:
             migrate_concurrency=_int("MIGRATE_CONCURRENCY", 4),
             max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
             idempotency_ttl_hours=_int("IDEMPOTENCY_TTL_HOURS", 24),
+            auth_cache_seconds=_int("AUTH_CACHE_SECONDS", 10),
             queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
         )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -24,6 +25,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pointsmall.errors import ApiError
+from pointsmall.hotpath import create_hot_pool
 from pointsmall.ledger import schemas, services
 from pointsmall.ledger.models import Balance, LedgerTransaction, Lot, PointType
 from pointsmall.members.models import Member
@@ -153,6 +155,9 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.engine: AsyncEngine = create_pooled_engine(self.url, pool_size=2)
+        self.pool: asyncpg.Pool = self.run(
+            create_hot_pool(Settings(database_url=self.url, db_pool_size=2))
+        )
         self.now = START
         self.model = Model(False)
         self.schema = self.member = ""
@@ -161,6 +166,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coroutine)
 
     def teardown(self) -> None:
+        self.run(self.pool.close())
         self.run(self.engine.dispose())
         self.loop.close()
 
@@ -208,7 +214,7 @@ class LedgerMachine(RuleBasedStateMachine):
             member_id=self.member, points=points, reason="r", point_type="hyp"
         )
         written = self.run(
-            services.earn(self.engine, self.schema, data, granted_by="hyp", now=self.now)
+            services.earn(self.pool, self.schema, data, granted_by="hyp", now=self.now)
         )
         self.model.earn(written.transaction.id, points, self.now)
 
@@ -220,12 +226,12 @@ class LedgerMachine(RuleBasedStateMachine):
         if self.model.spendable(self.now) < points:
             with pytest.raises(ApiError) as refused:
                 self.run(
-                    services.spend(self.engine, self.schema, data, granted_by="hyp", now=self.now)
+                    services.spend(self.pool, self.schema, data, granted_by="hyp", now=self.now)
                 )
             assert refused.value.code == "insufficient_points"
             return
         written = self.run(
-            services.spend(self.engine, self.schema, data, granted_by="hyp", now=self.now)
+            services.spend(self.pool, self.schema, data, granted_by="hyp", now=self.now)
         )
         self.model.spend(written.transaction.id, points, self.now)
 
@@ -235,7 +241,7 @@ class LedgerMachine(RuleBasedStateMachine):
         open_txns = sorted(k for k, t in self.model.txns.items() if not t.reversed)
         target = data.draw(st.sampled_from(open_txns))
         call = services.reverse(
-            self.engine,
+            self.pool,
             self.schema,
             target,
             schemas.ReverseCreate(),
@@ -252,7 +258,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        self.run(services.sweep(self.engine, self.schema, self.now))
+        self.run(services.sweep(self.pool, self.schema, self.now))
         self.model.sweep(self.now)
 
     @invariant()

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,7 +34,9 @@ async def _events(t: TenantClient, engine: AsyncEngine, kind: str) -> int:
         return int(count or 0)
 
 
-async def test_expiry_sweep_is_idempotent(ledger: Tenants, engine: AsyncEngine) -> None:
+async def test_expiry_sweep_is_idempotent(
+    ledger: Tenants, engine: AsyncEngine, hot_pool: asyncpg.Pool
+) -> None:
     a, _ = ledger
     await a.http.post(
         "/v1/point-types",
@@ -46,8 +49,8 @@ async def test_expiry_sweep_is_idempotent(ledger: Tenants, engine: AsyncEngine) 
     balance = await _balance(a, member, "short")
     assert [e["points"] for e in balance["expiring"]] == [70]
     later = datetime.now(UTC) + timedelta(days=31)
-    assert await services.sweep(engine, a.schema, later) == (0, 1)
-    assert await services.sweep(engine, a.schema, later) == (0, 0)  # twice changes nothing
+    assert await services.sweep(hot_pool, a.schema, later) == (0, 1)
+    assert await services.sweep(hot_pool, a.schema, later) == (0, 0)  # twice changes nothing
     balance = await _balance(a, member, "short")
     assert balance["available"] == 0 and balance["lifetime_earned"] == 100
     assert await _kinds(a, engine) == ["earn", "spend", "expire"]
@@ -55,7 +58,7 @@ async def test_expiry_sweep_is_idempotent(ledger: Tenants, engine: AsyncEngine) 
 
 
 async def test_reversed_spend_of_expired_lot_goes_to_breakage(
-    ledger: Tenants, engine: AsyncEngine
+    ledger: Tenants, hot_pool: asyncpg.Pool
 ) -> None:
     a, _ = ledger
     await a.http.post(
@@ -67,9 +70,9 @@ async def test_reversed_spend_of_expired_lot_goes_to_breakage(
     await a.http.post("/v1/points/earn", json=body | {"points": 50})
     spend = (await a.http.post("/v1/points/spend", json=body | {"points": 20})).json()
     later = datetime.now(UTC) + timedelta(days=2)
-    await services.sweep(engine, a.schema, later)
+    await services.sweep(hot_pool, a.schema, later)
     reversed_ = await services.reverse(
-        engine,
+        hot_pool,
         a.schema,
         spend["id"],
         schemas.ReverseCreate(reason="refund"),
@@ -80,7 +83,9 @@ async def test_reversed_spend_of_expired_lot_goes_to_breakage(
     assert (await _balance(a, member, "brief"))["available"] == 0
 
 
-async def test_pending_days_then_release(ledger: Tenants, engine: AsyncEngine) -> None:
+async def test_pending_days_then_release(
+    ledger: Tenants, engine: AsyncEngine, hot_pool: asyncpg.Pool
+) -> None:
     a, _ = ledger
     await a.http.post(
         "/v1/point-types",
@@ -93,9 +98,9 @@ async def test_pending_days_then_release(ledger: Tenants, engine: AsyncEngine) -
     assert (balance["available"], balance["pending"]) == (0, 40)
     spend = await a.http.post("/v1/points/spend", json=body | {"points": 1})
     assert spend.status_code == 409  # pending points cannot be spent
-    assert await services.sweep(engine, a.schema, datetime.now(UTC) + timedelta(days=6)) == (0, 0)
-    assert await services.sweep(engine, a.schema, datetime.now(UTC) + timedelta(days=8)) == (1, 0)
-    assert await services.sweep(engine, a.schema, datetime.now(UTC) + timedelta(days=9)) == (0, 0)
+    assert await services.sweep(hot_pool, a.schema, datetime.now(UTC) + timedelta(days=6)) == (0, 0)
+    assert await services.sweep(hot_pool, a.schema, datetime.now(UTC) + timedelta(days=8)) == (1, 0)
+    assert await services.sweep(hot_pool, a.schema, datetime.now(UTC) + timedelta(days=9)) == (0, 0)
     balance = await _balance(a, member, "held")
     assert (balance["available"], balance["pending"]) == (40, 0)
     assert await _events(a, engine, "points.pending_released") == 1

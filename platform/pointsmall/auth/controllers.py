@@ -43,4 +43,6 @@ class ApiKeyController(Controller):
         self, request: AnyRequest, session: Session, key_id: FromPath[str]
     ) -> ApiKeyOut:
         """Revoke a key: it stops working at once. Revoking twice keeps the first time."""
-        return await services.revoke(session, request.user.tenant_id, key_id)
+        revoked = await services.revoke(session, request.user.tenant_id, key_id)
+        request.app.state.principals.forget(revoked.id)
+        return revoked

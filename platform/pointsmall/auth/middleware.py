@@ -22,8 +22,14 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             raise NotAuthorizedException(
                 "Send an API key as 'Authorization: Bearer <key>'.", headers=_CHALLENGE
             )
-        async with connection.app.state.engine.connect() as conn:
-            principal = await services.authenticate(conn, token.strip())
+        token = token.strip()
+        cache: services.PrincipalCache = connection.app.state.principals
+        principal = cache.get(token)
+        if principal is None:
+            async with connection.app.state.engine.connect() as conn:
+                principal = await services.authenticate(conn, token)
+            if principal is not None:
+                cache.put(token, principal)
         if principal is None:
             raise NotAuthorizedException(
                 "The API key is unknown, revoked or malformed.", headers=_CHALLENGE

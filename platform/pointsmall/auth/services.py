@@ -10,6 +10,7 @@ import hmac
 import re
 import secrets
 import string
+import time
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -89,6 +90,38 @@ async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
         credential_id=f"key_{match.group(2)}",
         scopes=frozenset(row.scopes),
     )
+
+
+class PrincipalCache:
+    """Verified keys, by token digest, for a few seconds: the edge then costs no round trip.
+
+    Only successes are cached. `forget` drops a key at once (on revocation, in this process).
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 10_000) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[Principal, float]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        if self.seconds <= 0:
+            return None
+        hit = self._entries.get(_digest(token))
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # crude but bounded; a full cache is rare and refills fast
+        self._entries[_digest(token)] = (principal, time.monotonic() + self.seconds)
+
+    def forget(self, credential_id: str) -> None:
+        for digest, (principal, _) in list(self._entries.items()):
+            if principal.credential_id == credential_id:
+                del self._entries[digest]
 
 
 async def list_keys(

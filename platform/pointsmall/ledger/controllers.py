@@ -24,7 +24,7 @@ def _answer(written: services.Written) -> Response[schemas.Transaction]:
 
 def _context(request: AuthRequest) -> tuple[Any, str, Idempotency]:
     idem = request.state.get("idempotency") or Idempotency()
-    return request.app.state.engine, request.user.schema, idem
+    return request.app.state.hot_pool, request.user.schema, idem
 
 
 class PointsController(Controller):

@@ -5,7 +5,6 @@ trip per earn/spend/adjust/reverse, the idempotency key claimed inside the same 
 Reads use the request's SQLAlchemy session.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import asyncpg
 import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.errors import ApiError, Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.idempotency.middleware import Idempotency
@@ -47,39 +46,38 @@ _ERRORS: dict[str, ApiError] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
+class Written(msgspec.Struct, frozen=True):
     """A write's outcome: the transaction, its HTTP status, and whether it was a replay."""
 
-    transaction: schemas.Transaction
+    body: schemas.Transaction
     status: int
     replayed: bool
 
+    @property
+    def transaction(self) -> schemas.Transaction:
+        return self.body
 
-async def _call(engine: AsyncEngine, schema: str, function: str, *args: Any) -> Written:
+
+_written = msgspec.json.Decoder(Written)
+
+
+async def _call(pool: asyncpg.Pool, schema: str, function: str, *args: Any) -> Written:
     placeholders = ", ".join(f"${i}" for i in range(1, len(args) + 1))
-    sql = f'SELECT "{validate_schema_name(schema)}".{function}({placeholders})'
-    async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        try:
-            result = await raw.fetchval(sql, *args)
-        except asyncpg.exceptions.RaiseError as exc:
-            known = _ERRORS.get(exc.message)
-            if known is None:
-                raise
-            raise type(known)(
-                known.detail, status=known.status, code=known.code, errors=known.errors
-            ) from None
-    return Written(
-        transaction=msgspec.convert(result["body"], schemas.Transaction),
-        status=int(result["status"]),
-        replayed=bool(result["replayed"]),
-    )
+    sql = f'SELECT "{validate_schema_name(schema)}".{function}({placeholders})::text'
+    try:
+        result = await pool.fetchval(sql, *args)
+    except asyncpg.exceptions.RaiseError as exc:
+        known = _ERRORS.get(exc.message)
+        if known is None:
+            raise
+        raise type(known)(
+            known.detail, status=known.status, code=known.code, errors=known.errors
+        ) from None
+    return _written.decode(result)
 
 
 async def earn(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     schema: str,
     data: schemas.EarnCreate,
     *,
@@ -89,7 +87,7 @@ async def earn(
     idem: Idempotency = Idempotency(),
 ) -> Written:
     return await _call(
-        engine,
+        pool,
         schema,
         "ledger_credit",
         "earn",
@@ -107,7 +105,7 @@ async def earn(
 
 
 async def spend(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     schema: str,
     data: schemas.SpendCreate,
     *,
@@ -116,7 +114,7 @@ async def spend(
     idem: Idempotency = Idempotency(),
 ) -> Written:
     return await _call(
-        engine,
+        pool,
         schema,
         "ledger_debit",
         "spend",
@@ -133,7 +131,7 @@ async def spend(
 
 
 async def adjust(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     schema: str,
     data: schemas.AdjustCreate,
     *,
@@ -147,7 +145,7 @@ async def adjust(
         )
     if data.points > 0:
         return await _call(
-            engine,
+            pool,
             schema,
             "ledger_credit",
             "adjust",
@@ -163,7 +161,7 @@ async def adjust(
             idem.fingerprint,
         )
     return await _call(
-        engine,
+        pool,
         schema,
         "ledger_debit",
         "adjust",
@@ -180,7 +178,7 @@ async def adjust(
 
 
 async def reverse(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     schema: str,
     transaction_id: str,
     data: schemas.ReverseCreate,
@@ -190,7 +188,7 @@ async def reverse(
     idem: Idempotency = Idempotency(),
 ) -> Written:
     return await _call(
-        engine,
+        pool,
         schema,
         "ledger_reverse",
         transaction_id,
@@ -202,31 +200,25 @@ async def reverse(
     )
 
 
-async def sweep(engine: AsyncEngine, schema: str, now: datetime | None = None) -> tuple[int, int]:
+async def sweep(pool: asyncpg.Pool, schema: str, now: datetime | None = None) -> tuple[int, int]:
     """Release matured pending lots, then expire what is due. Returns (released, expired)."""
     name = validate_schema_name(schema)
-    async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        async with raw.transaction():
-            released = await raw.fetchval(
-                f'SELECT "{name}".ledger_release(coalesce($1, now()), NULL)', now
-            )
-            expired = await raw.fetchval(f'SELECT "{name}".ledger_expire(coalesce($1, now()))', now)
+    async with pool.acquire() as conn, conn.transaction():
+        released = await conn.fetchval(
+            f'SELECT "{name}".ledger_release(coalesce($1, now()), NULL)', now
+        )
+        expired = await conn.fetchval(f'SELECT "{name}".ledger_expire(coalesce($1, now()))', now)
     return int(released), int(expired)
 
 
 async def release(
-    engine: AsyncEngine, schema: str, transaction_id: str, now: datetime | None = None
+    pool: asyncpg.Pool, schema: str, transaction_id: str, now: datetime | None = None
 ) -> int:
     """Release one earn's pending points now (point types with the `manual` policy)."""
     name = validate_schema_name(schema)
-    async with engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        released = await raw.fetchval(
-            f'SELECT "{name}".ledger_release(coalesce($1, now()), $2)', now, transaction_id
-        )
+    released = await pool.fetchval(
+        f'SELECT "{name}".ledger_release(coalesce($1, now()), $2)', now, transaction_id
+    )
     return int(released)
 
 
