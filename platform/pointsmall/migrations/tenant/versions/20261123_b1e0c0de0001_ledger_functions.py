@@ -163,6 +163,7 @@ LANGUAGE sql SET search_path FROM CURRENT AS $fn$
 $fn$;
 
 -- earn (p_kind 'earn', from issuance) or a positive adjustment (p_kind 'adjust').
+-- The hottest path: one balance UPDATE, no read-back of what it just wrote.
 CREATE FUNCTION ledger_credit(
   p_kind text, p_member text, p_type text, p_points bigint, p_reason text, p_reference text,
   p_granted_by text, p_rule_version text, p_now timestamptz, p_key text, p_fingerprint bytea)
@@ -171,16 +172,20 @@ DECLARE
   v_replay jsonb := ledger_claim_key(p_key, p_fingerprint);
   v_txn text := ledger_id('txn');
   v_source text := CASE p_kind WHEN 'earn' THEN 'issuance' ELSE 'adjustment' END;
+  v_balance balances%ROWTYPE;
   v_type point_types%ROWTYPE;
   v_pending boolean;
-  v_lot bigint;
+  v_paid bigint := 0;
   v_body jsonb;
 BEGIN
   IF v_replay IS NOT NULL THEN RETURN v_replay; END IF;
   p_now := coalesce(p_now, now());
-  PERFORM ledger_lock(p_member, p_type, true);
+  v_balance := ledger_lock(p_member, p_type, true);
   SELECT * INTO v_type FROM point_types WHERE key = p_type;
   v_pending := p_kind = 'earn' AND v_type.pending_policy <> 'immediate';
+  IF NOT v_pending THEN
+    v_paid := least(p_points, greatest(0, -v_balance.available));  -- pays debt first
+  END IF;
   INSERT INTO ledger_transactions (id, kind, member_id, point_type, points, reason, reference,
                                    granted_by, rule_version, created_at)
   VALUES (v_txn, p_kind, p_member, p_type, p_points, p_reason, p_reference, p_granted_by,
@@ -190,23 +195,22 @@ BEGIN
     (v_txn, CASE WHEN v_pending THEN 'pending' ELSE 'wallet' END, p_member, p_type, p_points);
   INSERT INTO lots (transaction_id, member_id, point_type, amount, remaining, debt_paid, pending,
                     available_at, expires_at, granted_by, rule_version)
-  VALUES (v_txn, p_member, p_type, p_points, CASE WHEN v_pending THEN p_points ELSE 0 END, 0,
-          v_pending,
+  VALUES (v_txn, p_member, p_type, p_points, p_points - v_paid, v_paid, v_pending,
           CASE WHEN NOT v_pending THEN p_now
                WHEN v_type.pending_policy = 'days' THEN p_now + make_interval(days => v_type.pending_days)
           END,
-          ledger_expiry(p_type, p_now), p_granted_by, p_rule_version)
-  RETURNING id INTO v_lot;
-  IF v_pending THEN
-    UPDATE balances SET pending = pending + p_points, version = version + 1
-     WHERE member_id = p_member AND point_type = p_type;
-  ELSE
-    PERFORM ledger_fill(p_member, p_type, v_lot, p_points);
-    UPDATE lots SET debt_paid = amount - remaining WHERE id = v_lot;
-  END IF;
-  UPDATE balances SET lifetime_earned = lifetime_earned + p_points
+          CASE WHEN v_type.expiry_policy = 'never' THEN NULL ELSE ledger_expiry(p_type, p_now) END,
+          p_granted_by, p_rule_version);
+  UPDATE balances
+     SET available = available + CASE WHEN v_pending THEN 0 ELSE p_points END,
+         pending = pending + CASE WHEN v_pending THEN p_points ELSE 0 END,
+         lifetime_earned = lifetime_earned + p_points,
+         version = version + 1
    WHERE member_id = p_member AND point_type = p_type;
-  v_body := ledger_txn_json(v_txn);
+  v_body := jsonb_build_object(
+    'id', v_txn, 'object', 'transaction', 'kind', p_kind, 'member_id', p_member,
+    'point_type', p_type, 'points', p_points, 'reason', p_reason, 'reference', p_reference,
+    'reverses', NULL, 'granted_by', p_granted_by, 'created_at', ledger_ts(p_now));
   PERFORM ledger_event('points.earned', v_body);
   RETURN ledger_store_key(p_key, 201, v_body);
 END $fn$;
