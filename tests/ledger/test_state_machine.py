@@ -54,6 +54,7 @@ class ModelLot:
 @dataclass
 class ModelTxn:
     kind: str
+    points: int  # the signed change, as the ledger reports it
     lot: ModelLot | None = None
     draws: list[tuple[ModelLot, int]] = field(default_factory=list)
     reversed: bool = False
@@ -99,10 +100,11 @@ class Model:
         self.lots.append(lot)
         self.pending += points
         self.lifetime += points
-        self.txns[txn] = ModelTxn("earn", lot=lot)
+        self.txns[txn] = ModelTxn("earn", points, lot=lot)
 
     def spend(self, txn: str, points: int, now: datetime) -> None:
-        self.txns[txn] = ModelTxn("spend", draws=self.draw(points, now, include_expired=False))
+        draws = self.draw(points, now, include_expired=False)
+        self.txns[txn] = ModelTxn("spend", -points, draws=draws)
         self.available -= points
 
     def can_reverse(self, txn: str) -> bool:
@@ -114,10 +116,11 @@ class Model:
     def reverse(self, target: str, txn: str, now: datetime) -> None:
         t = self.txns[target]
         t.reversed = True
-        self.txns[txn] = ModelTxn("reverse", reversed=True)
+        reversal = self.txns[txn] = ModelTxn("reverse", 0, reversed=True)
         if t.kind == "earn" and t.lot is not None:
             lot = t.lot
             if lot.pending:
+                reversal.points = -lot.remaining
                 self.pending -= lot.remaining
                 lot.remaining = 0
                 return
@@ -127,10 +130,12 @@ class Model:
             if short > 0:
                 self.draw(short, now, include_expired=True)
             self.available -= total
+            reversal.points = -total
         else:
             for lot, amount in sorted(t.draws, key=lambda d: d[0].id):
                 if lot.expires_at > now:
                     self.fill(lot, amount)
+                    reversal.points += amount
 
     def sweep(self, now: datetime) -> None:
         for lot in self.lots:  # release first, in lot order
@@ -266,7 +271,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if not self.schema:
             return
 
-        async def read() -> tuple[Any, list[int], int]:
+        async def read() -> tuple[Any, list[int], dict[str, int]]:
             async with AsyncSession(self.engine) as s:
                 bound = await s.connection(
                     execution_options={"schema_translate_map": {None: self.schema}}
@@ -275,7 +280,12 @@ class LedgerMachine(RuleBasedStateMachine):
                     await bound.execute(select(Balance).where(Balance.point_type == "hyp"))
                 ).first()
                 lots = (await bound.execute(select(Lot.remaining).order_by(Lot.id))).scalars().all()
-                txns = len((await bound.execute(select(LedgerTransaction.id))).all())
+                history = await bound.execute(
+                    select(LedgerTransaction.id, LedgerTransaction.points).where(
+                        LedgerTransaction.kind.in_(["earn", "spend", "reverse"])
+                    )
+                )
+                txns = {row.id: row.points for row in history}
             return balance, list(lots), txns
 
         balance, lots, txns = self.run(read())
@@ -289,8 +299,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 model.lifetime,
             )
         assert lots == [lot.remaining for lot in model.lots]
-        sweeps = txns - len(model.txns)  # expire/release transactions are the sweeps' own
-        assert sweeps >= 0
+        assert txns == {txn_id: t.points for txn_id, t in model.txns.items()}
         self.run(assert_ledger_invariants(self.engine, self.schema))
 
 

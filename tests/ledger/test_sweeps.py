@@ -2,13 +2,15 @@
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointsmall.ledger import schemas, services
 from pointsmall.ledger.models import LedgerTransaction, OutboxEvent
+from pointsmall.tenancy.models import TenantSettings
 from tests.conftest import TenantClient
 from tests.ledger.conftest import new_member
 
@@ -138,3 +140,38 @@ async def test_point_type_validation(ledger: Tenants) -> None:
     assert again.status_code == 409 and again.json()["code"] == "point_type_exists"
     keys = [p["key"] for p in (await a.http.get("/v1/point-types")).json()]
     assert "points" in keys and "dup" in keys
+
+
+async def test_end_of_period_expiry_in_tenant_time_zone(
+    ledger: Tenants, engine: AsyncEngine
+) -> None:
+    """`end_of_period` month: points expire at the start of the next month, local time."""
+    a, _ = ledger
+    async with a.db(engine) as session, session.begin():
+        await session.execute(update(TenantSettings).values(timezone="Asia/Shanghai"))
+    await a.http.post(
+        "/v1/point-types",
+        json={
+            "key": "monthly",
+            "name": "Monthly",
+            "expiry_policy": "end_of_period",
+            "expiry_period": "month",
+            "expiry_days": 0,
+        },
+    )
+    member = await new_member(a)
+    await a.http.post(
+        "/v1/points/earn",
+        json={"member_id": member, "points": 9, "reason": "x", "point_type": "monthly"},
+    )
+    [bucket] = (await _balance(a, member, "monthly"))["expiring"]
+    expires = datetime.fromisoformat(bucket["expires_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    now_local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    first_of_next = (now_local.replace(day=28) + timedelta(days=4)).replace(day=1)
+    assert (expires.year, expires.month, expires.day, expires.hour, expires.minute) == (
+        first_of_next.year,
+        first_of_next.month,
+        1,
+        0,
+        0,
+    )
