@@ -13,11 +13,13 @@ from pointsmall.ledger.models import (
     Posting,
 )
 from pointsmall.members.models import Member
+from pointsmall.rules.models import Event, Rule, RuleAward, RuleVersion
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 
 __all__ = [
     "ApiKey",
     "Balance",
+    "Event",
     "IdempotencyKey",
     "LedgerTransaction",
     "Lot",
@@ -26,6 +28,9 @@ __all__ = [
     "OutboxEvent",
     "PointType",
     "Posting",
+    "Rule",
+    "RuleAward",
+    "RuleVersion",
     "SharedBase",
     "StaffUser",
     "TenantBase",

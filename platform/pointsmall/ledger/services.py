@@ -61,19 +61,27 @@ class Written(msgspec.Struct, frozen=True):
 _written = msgspec.json.Decoder(Written)
 
 
+def decode_written(raw: str) -> Written:
+    """Decode what a ledger function returned (its JSON as text)."""
+    return _written.decode(raw)
+
+
 async def _call(pool: asyncpg.Pool, schema: str, function: str, *args: Any) -> Written:
     placeholders = ", ".join(f"${i}" for i in range(1, len(args) + 1))
     sql = f'SELECT "{validate_schema_name(schema)}".{function}({placeholders})::text'
     try:
         result = await pool.fetchval(sql, *args)
     except asyncpg.exceptions.RaiseError as exc:
-        known = _ERRORS.get(exc.message)
-        if known is None:
-            raise
-        raise type(known)(
-            known.detail, status=known.status, code=known.code, errors=known.errors
-        ) from None
+        raise api_error(exc) from None
     return _written.decode(result)
+
+
+def api_error(exc: asyncpg.exceptions.RaiseError) -> Exception:
+    """The API's answer to an error a ledger function raised (unknown ones pass through)."""
+    known = _ERRORS.get(exc.message)
+    if known is None:
+        return exc
+    return type(known)(known.detail, status=known.status, code=known.code, errors=known.errors)
 
 
 async def earn(

@@ -1,0 +1,96 @@
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
+
+from pointsmall.auth.middleware import requires
+from pointsmall.auth.principal import Principal
+from pointsmall.deps import Session
+from pointsmall.errors import problem_responses
+from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
+from pointsmall.rules import schemas, services
+
+AuthRequest = Request[Principal, str, Any]
+
+
+class RuleController(Controller):
+    path = "/rules"
+    tags = ["Rules"]
+
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
+    async def list_rules(self, session: Session) -> list[schemas.RuleOut]:
+        return await services.list_rules(session)
+
+    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 422))
+    async def create_rule(
+        self, session: Session, data: JSONBody[schemas.RuleCreate]
+    ) -> schemas.RuleOut:
+        """A rule; its condition is compiled now (a bad one is a 422 with CEL's message)."""
+        return await services.create_rule(session, data)
+
+    @get(
+        "/{rule_id:str}",
+        guards=[requires("points:read")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def get_rule(self, session: Session, rule_id: FromPath[str]) -> schemas.RuleOut:
+        return await services.get_rule(session, rule_id)
+
+    @patch(
+        "/{rule_id:str}",
+        guards=[requires("admin")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_rule(
+        self, session: Session, rule_id: FromPath[str], data: JSONBody[schemas.RuleUpdate]
+    ) -> schemas.RuleOut:
+        """Changing what the rule does makes a new version; credits keep naming the old one."""
+        return await services.update_rule(session, rule_id, data)
+
+    @delete(
+        "/{rule_id:str}",
+        status_code=200,
+        guards=[requires("admin")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def delete_rule(self, session: Session, rule_id: FromPath[str]) -> schemas.RuleOut:
+        """Deactivate the rule (its versions stay: credits name them)."""
+        return await services.deactivate_rule(session, rule_id)
+
+    @post(
+        "/simulate",
+        status_code=200,
+        guards=[requires("points:read")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def simulate(
+        self, request: AuthRequest, data: JSONBody[schemas.SimulateRequest]
+    ) -> schemas.SimulateOut:
+        """Judge an event against the live rules, or one draft, without writing anything."""
+        return await services.simulate(request.app.state.hot_pool, request.user.schema, data)
+
+
+class EventController(Controller):
+    path = "/events"
+    tags = ["Rules"]
+
+    @post(
+        "/",
+        guards=[requires("points:write")],
+        opt=NATIVE,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def record(
+        self, request: AuthRequest, data: JSONBody[schemas.EventCreate]
+    ) -> Response[schemas.EventOut]:
+        """Record an event; the rules turn it into points. The same order id (or
+        Idempotency-Key) again returns the first answer and credits nothing more."""
+        idem: Idempotency = request.state.get("idempotency") or Idempotency()
+        out, replayed = await services.record_event(
+            request.app.state.hot_pool, request.user.schema, data, idempotency_key=idem.key
+        )
+        return Response(
+            out,
+            status_code=200 if replayed else 201,
+            headers={REPLAYED_HEADER: "true"} if replayed else {},
+        )

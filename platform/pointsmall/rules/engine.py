@@ -1,0 +1,279 @@
+"""The rules engine: pure evaluation, no I/O. Given the active rules for an event's trigger,
+the member, the event and how much each rule already gave, it says what each rule awards
+and why (or why not). Conditions are CEL, compiled once per immutable rule version."""
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import cel
+import msgspec
+
+from pointsmall.errors import FieldError, InvalidInput
+from pointsmall.rules import schemas
+
+VARIABLES = frozenset({"event", "member", "now"})
+MEMBER_FIELDS = frozenset(
+    {
+        "id",
+        "external_id",
+        "email",
+        "name",
+        "tier",
+        "attributes",
+        "lifetime_points",
+        "signup_date",
+        "streak",
+    }
+)
+_MEMBER_FIELD = re.compile(r"\bmember\.([A-Za-z_][A-Za-z0-9_]*)")
+_ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
+
+
+def compile_condition(expression: str, field: str = "condition") -> Any:
+    """Compile a condition or raise a 422 with CEL's message (which shows the position)."""
+    try:
+        program = cel.compile(expression)
+    except ValueError as exc:
+        raise InvalidInput(
+            "The condition does not compile.", errors=[FieldError(field=field, message=str(exc))]
+        ) from exc
+    unknown = set(program.variables()) - VARIABLES
+    if unknown:
+        message = f"unknown variable(s) {sorted(unknown)}; conditions see event, member and now"
+        raise InvalidInput(
+            "The condition names unknown variables.",
+            errors=[FieldError(field=field, message=message)],
+        )
+    fields = set(_MEMBER_FIELD.findall(expression)) - MEMBER_FIELDS
+    if fields:
+        message = f"unknown member field(s) {sorted(fields)}; members have {sorted(MEMBER_FIELDS)}"
+        raise InvalidInput(
+            "The condition names unknown fields.", errors=[FieldError(field=field, message=message)]
+        )
+    return program
+
+
+def check_effect(effect: schemas.Effect, field: str = "effect") -> None:
+    """Bounds msgspec cannot put on a Decimal."""
+    problem = None
+    if isinstance(effect, schemas.PerUnitEffect) and not 0 < effect.points_per_unit <= 1_000_000:
+        problem = ("points_per_unit", "must be > 0 and <= 1000000")
+    if isinstance(effect, schemas.MultiplierEffect) and not 1 < effect.factor <= 100:
+        problem = ("factor", "must be > 1 and <= 100")
+    if problem:
+        raise InvalidInput(errors=[FieldError(field=f"{field}.{problem[0]}", message=problem[1])])
+
+
+_programs: OrderedDict[str, Any] = OrderedDict()
+
+
+def program_for(version_id: str, expression: str) -> Any:
+    """Versions never change, so their compiled programs are kept (bounded LRU)."""
+    program = _programs.get(version_id)
+    if program is None:
+        program = _programs[version_id] = compile_condition(expression)
+        if len(_programs) > 5000:
+            _programs.popitem(last=False)
+    else:
+        _programs.move_to_end(version_id)
+    return program
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule_id: str
+    version_id: str
+    name: str
+    program: Any
+    effect: schemas.Effect
+    point_type: str
+    caps: schemas.Caps
+    schedule: schemas.Schedule
+    priority: int
+    stacking: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Points a rule already gave: this member in the event's day/week/month and in all,
+    and everyone in all (the budget)."""
+
+    day: int = 0
+    week: int = 0
+    month: int = 0
+    lifetime: int = 0
+    budget: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    day: tuple[datetime, datetime]
+    week: tuple[datetime, datetime]
+    month: tuple[datetime, datetime]
+
+
+def windows(occurred_at: datetime, zone: tzinfo) -> Windows:
+    """The local day, ISO week and month around `occurred_at`, as UTC-aware bounds."""
+    local = occurred_at.astimezone(zone)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.isoweekday() - 1)
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+
+    def span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        # Rebuild through the zone so DST changes land on the right offset.
+        return (
+            start.replace(tzinfo=None).replace(tzinfo=zone),
+            end.replace(tzinfo=None).replace(tzinfo=zone),
+        )
+
+    return Windows(
+        day=span(day, day + timedelta(days=1)),
+        week=span(week, week + timedelta(days=7)),
+        month=span(month, next_month),
+    )
+
+
+def in_schedule(schedule: schemas.Schedule, occurred_at: datetime, zone: tzinfo) -> bool:
+    if schedule.starts_at and occurred_at < schedule.starts_at:
+        return False
+    if schedule.ends_at and occurred_at > schedule.ends_at:
+        return False
+    local = occurred_at.astimezone(zone)
+    if schedule.days_of_week and local.isoweekday() not in schedule.days_of_week:
+        return False
+    if schedule.hours:
+        start, end = schedule.hours
+        if not start <= local.hour < end:
+            return False
+    return True
+
+
+def _lookup(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            raise KeyError(part)
+        data = data[part]
+    return data
+
+
+def _per_unit(effect: schemas.PerUnitEffect, event: dict[str, Any]) -> int:
+    value = _lookup(event["data"], effect.field)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"data.{effect.field} is not a number")
+    try:
+        amount = Decimal(str(value)) * effect.points_per_unit
+    except InvalidOperation as exc:
+        raise TypeError(f"data.{effect.field} is not a number") from exc
+    return int(amount.to_integral_value(rounding=_ROUNDING[effect.rounding]))
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"error: missing key {exc.args[0]!r}"
+    if isinstance(exc, ZeroDivisionError):
+        return "error: division by zero"
+    if isinstance(exc, TypeError):
+        return f"error: type mismatch ({str(exc).split('.')[0]})"
+    return f"error: {exc}"
+
+
+def _capped(rule: CompiledRule, points: int, usage: Usage) -> tuple[int, str]:
+    caps = rule.caps
+    room = [
+        cap - used
+        for cap, used in (
+            (caps.per_member_day, usage.day),
+            (caps.per_member_week, usage.week),
+            (caps.per_member_month, usage.month),
+            (caps.per_member_lifetime, usage.lifetime),
+        )
+        if cap is not None
+    ]
+    if caps.budget is not None and caps.budget - usage.budget < points:
+        budget_left = max(0, caps.budget - usage.budget)
+        if budget_left == 0:
+            return 0, "budget_spent"
+        room.append(budget_left)
+    if room and min(room) <= 0:
+        return 0, "cap_reached"
+    return (min([points, *room]), "fired")
+
+
+def evaluate(
+    rules: list[CompiledRule],
+    *,
+    event: dict[str, Any],
+    member: dict[str, Any],
+    now: datetime,
+    zone: tzinfo,
+    usage: dict[str, Usage],
+) -> list[tuple[CompiledRule, schemas.Verdict]]:
+    """Judge an event. Base rules first (highest priority first; an exclusive rule that
+    fires stops the base rules after it), then multipliers on what the base rules gave."""
+    context = cel.Context(variables={"event": event, "member": member, "now": now})
+    occurred_at: datetime = event["occurred_at"]
+    base = [r for r in rules if not isinstance(r.effect, schemas.MultiplierEffect)]
+    multipliers = [r for r in rules if isinstance(r.effect, schemas.MultiplierEffect)]
+    results: list[tuple[CompiledRule, schemas.Verdict]] = []
+    base_points = 0
+    stopped_by: str | None = None
+
+    def verdict(rule: CompiledRule, points: int, reason: str) -> None:
+        results.append(
+            (
+                rule,
+                schemas.Verdict(
+                    rule.rule_id, rule.version_id, reason == "fired" and points > 0, points, reason
+                ),
+            )
+        )
+
+    for group in (
+        sorted(base, key=lambda r: -r.priority),
+        sorted(multipliers, key=lambda r: -r.priority),
+    ):
+        for rule in group:
+            if stopped_by and rule in base:
+                verdict(rule, 0, f"skipped: exclusive rule {stopped_by} fired")
+                continue
+            if not in_schedule(rule.schedule, occurred_at, zone):
+                verdict(rule, 0, "outside_schedule")
+                continue
+            try:
+                matched = rule.program.execute(context)
+                if not isinstance(matched, bool):
+                    raise TypeError("the condition is not a boolean")
+                if not matched:
+                    verdict(rule, 0, "condition_false")
+                    continue
+                effect = rule.effect
+                if isinstance(effect, schemas.FixedEffect):
+                    points = effect.points
+                elif isinstance(effect, schemas.PerUnitEffect):
+                    points = _per_unit(effect, event)
+                else:
+                    bonus = Decimal(base_points) * (effect.factor - 1)
+                    points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))
+            except Exception as exc:  # a rule that fails at run time is skipped, with the reason
+                verdict(rule, 0, _error(exc))
+                continue
+            if points <= 0:
+                verdict(rule, 0, "no_points")
+                continue
+            points, reason = _capped(rule, points, usage.get(rule.rule_id, Usage()))
+            verdict(rule, points, reason)
+            if reason == "fired" and rule in base:
+                base_points += points
+                if rule.stacking == "exclusive":
+                    stopped_by = rule.rule_id
+    return results
+
+
+def effect_from_json(raw: dict[str, Any]) -> schemas.Effect:
+    effect: schemas.Effect = msgspec.convert(raw, schemas.Effect)
+    return effect

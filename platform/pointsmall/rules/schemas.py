@@ -1,0 +1,167 @@
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from pointsmall.ledger.schemas import MAX_POINTS, MemberId, PointTypeKey, Transaction
+from pointsmall.schemas import ExternalId, Name
+
+Trigger = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(order\.paid|order\.refunded|member\.signed_up|referral\.completed"
+        r"|review\.created|checkin|custom\.[a-z0-9_.]{1,50})$"
+    ),
+]
+Condition = Annotated[str, msgspec.Meta(min_length=1, max_length=4000, pattern=r"^[^\x00]*$")]
+Cap = Annotated[int, msgspec.Meta(ge=0, le=MAX_POINTS)]
+# Times must say their offset: a naive time has no meaning across time zones.
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+FieldPath = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+]
+
+
+class FixedEffect(msgspec.Struct, tag="fixed", tag_field="kind", forbid_unknown_fields=True):
+    points: Annotated[int, msgspec.Meta(ge=1, le=MAX_POINTS)]
+
+
+class PerUnitEffect(msgspec.Struct, tag="per_unit", tag_field="kind", forbid_unknown_fields=True):
+    """`points_per_unit` points for every unit of the number at `field` in the event's data
+    (for example 1 point per CNY of `total`), rounded by `rounding`."""
+
+    field: FieldPath
+    points_per_unit: Decimal  # > 0 and <= 1,000,000 (checked when saved)
+    rounding: Literal["floor", "round", "ceil"] = "floor"
+
+
+class MultiplierEffect(
+    msgspec.Struct, tag="multiplier", tag_field="kind", forbid_unknown_fields=True
+):
+    """A campaign: the points the other (stackable) rules gave this event, times `factor`;
+    this rule credits the extra part, `(factor - 1) x base`, as its own bonus."""
+
+    factor: Decimal  # > 1 and <= 100 (checked when saved)
+
+
+Effect = FixedEffect | PerUnitEffect | MultiplierEffect
+
+
+class Caps(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Per member per local day/week/month and in all; `budget` is the rule's total."""
+
+    per_member_day: Cap | None = None
+    per_member_week: Cap | None = None
+    per_member_month: Cap | None = None
+    per_member_lifetime: Cap | None = None
+    budget: Cap | None = None
+
+
+DayOfWeek = Annotated[int, msgspec.Meta(ge=1, le=7)]  # ISO: Monday 1 .. Sunday 7
+Hour = Annotated[int, msgspec.Meta(ge=0, le=24)]
+
+
+class Schedule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """When the rule may fire, judged at the event's `occurred_at` in the tenant's time zone.
+    `ends_at` is inclusive; `hours` is [from, to) in local hours."""
+
+    starts_at: AwareTime | None = None
+    ends_at: AwareTime | None = None
+    days_of_week: list[DayOfWeek] | None = None
+    hours: Annotated[list[Hour], msgspec.Meta(min_length=2, max_length=2)] | None = None
+
+
+class RuleCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    trigger: Trigger
+    effect: Effect
+    condition: Condition = "true"
+    point_type: PointTypeKey = "points"
+    caps: Caps = msgspec.field(default_factory=Caps)
+    schedule: Schedule = msgspec.field(default_factory=Schedule)
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] = 0
+    stacking: Literal["stackable", "exclusive"] = "stackable"
+    status: Literal["active", "inactive"] = "active"
+
+
+class RuleUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Changing anything but `name` or `status` makes a new version."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    effect: Effect | msgspec.UnsetType = msgspec.UNSET
+    condition: Condition | msgspec.UnsetType = msgspec.UNSET
+    point_type: PointTypeKey | msgspec.UnsetType = msgspec.UNSET
+    caps: Caps | msgspec.UnsetType = msgspec.UNSET
+    schedule: Schedule | msgspec.UnsetType = msgspec.UNSET
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] | msgspec.UnsetType = msgspec.UNSET
+    stacking: Literal["stackable", "exclusive"] | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "inactive"] | msgspec.UnsetType = msgspec.UNSET
+
+
+class RuleOut(msgspec.Struct):
+    id: str
+    version_id: str
+    version: int
+    name: str
+    status: str
+    trigger: str
+    condition: str
+    effect: Effect
+    point_type: str
+    caps: Caps
+    schedule: Schedule
+    priority: int
+    stacking: str
+    created_at: datetime
+    updated_at: datetime
+    object: str = "rule"
+
+
+EventType = Trigger
+
+
+class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Give `member_id` or `member_external_id`. `order.*` events are deduplicated by
+    `data.order_id`; others by the Idempotency-Key header."""
+
+    type: EventType
+    occurred_at: AwareTime
+    member_id: MemberId | None = None
+    member_external_id: ExternalId | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Verdict(msgspec.Struct):
+    """What one rule made of an event, and why."""
+
+    rule_id: str
+    version_id: str
+    fired: bool
+    points: int
+    reason: (
+        str  # fired | condition_false | outside_schedule | cap_reached | budget_spent | error: …
+    )
+
+
+class EventOut(msgspec.Struct):
+    id: str
+    type: str
+    member_id: str
+    occurred_at: datetime
+    transactions: list[Transaction]
+    verdicts: list[Verdict]
+    object: str = "event"
+
+
+class SimulateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """An event to judge without writing; `draft` judges it against one rule not saved."""
+
+    event: EventCreate
+    draft: RuleCreate | None = None
+
+
+class SimulateOut(msgspec.Struct):
+    member_id: str
+    points: int
+    verdicts: list[Verdict]

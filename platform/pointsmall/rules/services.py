@@ -1,0 +1,374 @@
+"""Rules (CRUD with versions) and events (judged by the engine, credited atomically)."""
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
+from pointsmall.ids import is_id, new_id
+from pointsmall.ledger import services as ledger
+from pointsmall.ledger.models import PointType
+from pointsmall.ledger.schemas import Transaction
+from pointsmall.rules import engine, models, schemas
+from pointsmall_tenants import validate_schema_name
+
+_VERSIONED = ("effect", "condition", "point_type", "caps", "schedule", "priority", "stacking")
+
+
+def _version_id(rule_id: str, version: int) -> str:
+    return f"{rule_id}.v{version}"
+
+
+def _out(rule: models.Rule, version: models.RuleVersion) -> schemas.RuleOut:
+    return schemas.RuleOut(
+        id=rule.id,
+        version_id=version.id,
+        version=version.version,
+        name=rule.name,
+        status=rule.status,
+        trigger=version.trigger,
+        condition=version.condition,
+        effect=engine.effect_from_json(version.effect),
+        point_type=version.point_type,
+        caps=msgspec.convert(version.caps, schemas.Caps),
+        schedule=msgspec.convert(version.schedule, schemas.Schedule),
+        priority=version.priority,
+        stacking=version.stacking,
+        created_at=rule.created_at,
+        updated_at=rule.updated_at,
+    )
+
+
+async def _check_point_type(session: AsyncSession, key: str) -> None:
+    if await session.get(PointType, key) is None:
+        raise InvalidInput(errors=[FieldError(field="point_type", message="no such point type")])
+
+
+def _version_row(rule_id: str, version: int, trigger: str, data: Any) -> models.RuleVersion:
+    return models.RuleVersion(
+        id=_version_id(rule_id, version),
+        rule_id=rule_id,
+        version=version,
+        trigger=trigger,
+        condition=data.condition,
+        effect=msgspec.to_builtins(data.effect),
+        point_type=data.point_type,
+        caps=msgspec.to_builtins(data.caps),
+        schedule=msgspec.to_builtins(data.schedule),
+        priority=data.priority,
+        stacking=data.stacking,
+    )
+
+
+async def create_rule(session: AsyncSession, data: schemas.RuleCreate) -> schemas.RuleOut:
+    engine.compile_condition(data.condition)
+    engine.check_effect(data.effect)
+    await _check_point_type(session, data.point_type)
+    rule = models.Rule(
+        id=new_id("rule"), name=data.name, trigger=data.trigger, status=data.status, version=1
+    )
+    session.add(rule)
+    await session.flush()
+    version = _version_row(rule.id, 1, data.trigger, data)
+    session.add(version)
+    await session.flush()
+    await session.refresh(rule)
+    return _out(rule, version)
+
+
+async def _load(session: AsyncSession, rule_id: str) -> tuple[models.Rule, models.RuleVersion]:
+    rule = await session.get(models.Rule, rule_id) if is_id("rule", rule_id) else None
+    if rule is None:
+        raise NotFound("No such rule.")
+    version = await session.get(models.RuleVersion, _version_id(rule.id, rule.version))
+    assert version is not None
+    return rule, version
+
+
+async def get_rule(session: AsyncSession, rule_id: str) -> schemas.RuleOut:
+    return _out(*await _load(session, rule_id))
+
+
+async def list_rules(session: AsyncSession) -> list[schemas.RuleOut]:
+    rows = await session.execute(
+        select(models.Rule, models.RuleVersion)
+        .join(models.RuleVersion, models.RuleVersion.rule_id == models.Rule.id)
+        .where(models.RuleVersion.version == models.Rule.version)
+        .order_by(models.Rule.id.desc())
+    )
+    return [_out(rule, version) for rule, version in rows]
+
+
+async def update_rule(
+    session: AsyncSession, rule_id: str, data: schemas.RuleUpdate
+) -> schemas.RuleOut:
+    rule, current = await _load(session, rule_id)
+    changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+    if "name" in changes:
+        rule.name = changes["name"]
+    if "status" in changes:
+        rule.status = changes["status"]
+    if any(field in changes for field in _VERSIONED):
+        merged = _out(rule, current)
+        merged = msgspec.structs.replace(
+            merged, **{k: changes[k] for k in _VERSIONED if k in changes}
+        )
+        engine.compile_condition(merged.condition)
+        engine.check_effect(merged.effect)
+        await _check_point_type(session, merged.point_type)
+        rule.version += 1
+        current = _version_row(rule.id, rule.version, rule.trigger, merged)
+        session.add(current)
+    await session.flush()
+    await session.refresh(rule)
+    return _out(rule, current)
+
+
+async def deactivate_rule(session: AsyncSession, rule_id: str) -> schemas.RuleOut:
+    rule, version = await _load(session, rule_id)
+    rule.status = "inactive"
+    await session.flush()
+    await session.refresh(rule)
+    return _out(rule, version)
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def compiled(row: Any) -> engine.CompiledRule:
+    return engine.CompiledRule(
+        rule_id=row["rule_id"],
+        version_id=row["id"],
+        name=row["name"],
+        program=engine.program_for(row["id"], row["condition"]),
+        effect=engine.effect_from_json(msgspec.json.decode(row["effect"])),
+        point_type=row["point_type"],
+        caps=msgspec.json.decode(row["caps"], type=schemas.Caps),
+        schedule=msgspec.json.decode(row["schedule"], type=schemas.Schedule),
+        priority=row["priority"],
+        stacking=row["stacking"],
+    )
+
+
+class _Tenant:
+    """Raw SQL against one tenant schema on one asyncpg connection."""
+
+    def __init__(self, conn: Any, schema: str) -> None:
+        self.conn = conn
+        self.s = f'"{validate_schema_name(schema)}"'
+
+    async def member(self, data: schemas.EventCreate, *, lock: bool) -> asyncpg.Record:
+        if (data.member_id is None) == (data.member_external_id is None):
+            raise InvalidInput(
+                errors=[
+                    FieldError(field="member_id", message="give member_id or member_external_id")
+                ]
+            )
+        column, value = (
+            ("id", data.member_id) if data.member_id else ("external_id", data.member_external_id)
+        )
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            f"SELECT m.*, coalesce((SELECT sum(lifetime_earned) FROM {self.s}.balances b"
+            f" WHERE b.member_id = m.id), 0) AS lifetime FROM {self.s}.members m"
+            f" WHERE m.{column} = $1" + (" FOR UPDATE OF m" if lock else ""),
+            value,
+        )
+        if row is None:
+            raise NotFound("No such member.")
+        return row
+
+    async def zone(self) -> ZoneInfo:
+        name = await self.conn.fetchval(f"SELECT timezone FROM {self.s}.settings WHERE id = 1")
+        return ZoneInfo(name or "UTC")
+
+    async def rules(self, trigger: str) -> list[engine.CompiledRule]:
+        rows = await self.conn.fetch(
+            f"SELECT v.*, r.name FROM {self.s}.rules r JOIN {self.s}.rule_versions v"
+            f" ON v.rule_id = r.id AND v.version = r.version WHERE r.status = 'active' AND r.trigger = $1",
+            trigger,
+        )
+        return [compiled(row) for row in rows]
+
+    async def usage(
+        self, member_id: str, rule_ids: list[str], w: engine.Windows
+    ) -> dict[str, engine.Usage]:
+        if not rule_ids:
+            return {}
+        rows = await self.conn.fetch(
+            f"""SELECT rule_id,
+                 coalesce(sum(points) FILTER (WHERE member_id = $1 AND occurred_at >= $3 AND occurred_at < $4), 0),
+                 coalesce(sum(points) FILTER (WHERE member_id = $1 AND occurred_at >= $5 AND occurred_at < $6), 0),
+                 coalesce(sum(points) FILTER (WHERE member_id = $1 AND occurred_at >= $7 AND occurred_at < $8), 0),
+                 coalesce(sum(points) FILTER (WHERE member_id = $1), 0),
+                 coalesce(sum(points), 0)
+               FROM {self.s}.rule_awards WHERE rule_id = ANY($2) GROUP BY rule_id""",
+            member_id,
+            rule_ids,
+            *w.day,
+            *w.week,
+            *w.month,
+        )
+        return {r[0]: engine.Usage(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+
+def _member_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "external_id": row["external_id"],
+        "email": row["email"],
+        "name": row["name"],
+        "tier": None,  # tiers come with their own issue
+        "attributes": msgspec.json.decode(row["attributes"])
+        if isinstance(row["attributes"], str)
+        else row["attributes"],
+        "lifetime_points": int(row["lifetime"]),
+        "signup_date": row["created_at"],
+        "streak": 0,
+    }
+
+
+def _event_view(data: schemas.EventCreate) -> dict[str, Any]:
+    return {"type": data.type, "occurred_at": data.occurred_at, "data": data.data}
+
+
+def _dedupe_key(data: schemas.EventCreate, idempotency_key: str | None) -> str | None:
+    if data.type.startswith("order.") and isinstance(data.data.get("order_id"), str | int):
+        return f"{data.type}:{data.data['order_id']}"
+    return idempotency_key
+
+
+async def _judge(
+    tenant: _Tenant,
+    data: schemas.EventCreate,
+    member: asyncpg.Record,
+    extra: list[engine.CompiledRule] | None,
+) -> list[tuple[engine.CompiledRule, schemas.Verdict]]:
+    zone = await tenant.zone()
+    rules = extra if extra is not None else await tenant.rules(data.type)
+    usage = await tenant.usage(
+        member["id"], [r.rule_id for r in rules], engine.windows(data.occurred_at, zone)
+    )
+    return engine.evaluate(
+        rules,
+        event=_event_view(data),
+        member=_member_view(member),
+        now=datetime.now(UTC),
+        zone=zone,
+        usage=usage,
+    )
+
+
+async def simulate(
+    pool: asyncpg.Pool, schema: str, request: schemas.SimulateRequest
+) -> schemas.SimulateOut:
+    async with pool.acquire() as conn:
+        tenant = _Tenant(conn, schema)
+        member = await tenant.member(request.event, lock=False)
+        draft = None
+        if request.draft is not None:
+            program = engine.compile_condition(request.draft.condition, "draft.condition")
+            engine.check_effect(request.draft.effect, "draft.effect")
+            version = _version_row("rule_draft", 0, request.draft.trigger, request.draft)
+            draft = [
+                engine.CompiledRule(
+                    "rule_draft",
+                    version.id,
+                    request.draft.name,
+                    program,
+                    request.draft.effect,
+                    request.draft.point_type,
+                    request.draft.caps,
+                    request.draft.schedule,
+                    request.draft.priority,
+                    request.draft.stacking,
+                )
+            ]
+        verdicts = [v for _, v in await _judge(tenant, request.event, member, draft)]
+    return schemas.SimulateOut(
+        member_id=member["id"], points=sum(v.points for v in verdicts), verdicts=verdicts
+    )
+
+
+_stored = msgspec.json.Decoder(schemas.EventOut)
+
+
+async def record_event(
+    pool: asyncpg.Pool, schema: str, data: schemas.EventCreate, *, idempotency_key: str | None
+) -> tuple[schemas.EventOut, bool]:
+    """Store the event and credit what the rules award, all in one transaction.
+
+    The member's row is locked first, so caps are exact under concurrent events. Returns the
+    answer and whether it is a replay of an earlier identical event."""
+    key = _dedupe_key(data, idempotency_key)
+    async with pool.acquire() as conn, conn.transaction():
+        tenant = _Tenant(conn, schema)
+        member = await tenant.member(data, lock=True)
+        if key is not None:
+            stored = await conn.fetchval(
+                f"SELECT result::text FROM {tenant.s}.events WHERE key = $1", key
+            )
+            if stored is not None:
+                return _stored.decode(stored), True
+        judged = await _judge(tenant, data, member, None)
+        event_id = new_id("ev")
+        inserted = await conn.fetchval(
+            f"INSERT INTO {tenant.s}.events (id, type, member_id, occurred_at, data, key, result)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, '{}') ON CONFLICT (key) DO NOTHING RETURNING id",
+            event_id,
+            data.type,
+            member["id"],
+            data.occurred_at,
+            msgspec.json.encode(data.data).decode(),
+            key,
+        )
+        if inserted is None:
+            raise Conflict("The same event is being recorded; retry.", code="idempotency_conflict")
+        transactions: list[Transaction] = []
+        for rule, verdict in judged:
+            if not verdict.fired:
+                continue
+            try:
+                raw = await conn.fetchval(
+                    f"SELECT {tenant.s}.ledger_credit('earn', $1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL)::text",
+                    member["id"],
+                    rule.point_type,
+                    verdict.points,
+                    f"rule: {rule.name}"[:500],
+                    event_id,
+                    f"rule:{rule.rule_id}",
+                    rule.version_id,
+                )
+            except asyncpg.exceptions.RaiseError as exc:
+                raise ledger.api_error(exc) from None
+            transaction = ledger.decode_written(raw).body
+            transactions.append(transaction)
+            await conn.execute(
+                f"INSERT INTO {tenant.s}.rule_awards (rule_id, rule_version, member_id, event_id,"
+                " transaction_id, points, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                rule.rule_id,
+                rule.version_id,
+                member["id"],
+                event_id,
+                transaction.id,
+                verdict.points,
+                data.occurred_at,
+            )
+        out = schemas.EventOut(
+            id=event_id,
+            type=data.type,
+            member_id=member["id"],
+            occurred_at=data.occurred_at,
+            transactions=transactions,
+            verdicts=[v for _, v in judged],
+        )
+        await conn.execute(
+            f"UPDATE {tenant.s}.events SET result = $2::jsonb WHERE id = $1",
+            event_id,
+            msgspec.json.encode(out).decode(),
+        )
+    return out, False
