@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger migrate clean
+.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger bench-rules migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ pytest: $(VENV)/.synced
 migrate: $(VENV)/.synced
 	$(BIN)/pointsmall migrate
 
-bench: bench-tenants bench-ledger
+bench: bench-tenants bench-ledger bench-rules
 
 bench-tenants: $(VENV)/.synced
 	$(BIN)/python -m bench.tenants
@@ -44,3 +44,6 @@ clean:
 
 bench-ledger: $(VENV)/.synced
 	$(BIN)/python -m bench.ledger
+
+bench-rules: $(VENV)/.synced
+	$(BIN)/python -m bench.rules
