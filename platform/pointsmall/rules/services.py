@@ -295,6 +295,7 @@ async def simulate(
 
 
 _stored = msgspec.json.Decoder(schemas.EventOut)
+_transactions = msgspec.json.Decoder(list[Transaction])
 
 
 async def record_event(
@@ -328,36 +329,30 @@ async def record_event(
         )
         if inserted is None:
             raise Conflict("The same event is being recorded; retry.", code="idempotency_conflict")
+        awards = [
+            {
+                "rule_id": rule.rule_id,
+                "rule_version": rule.version_id,
+                "point_type": rule.point_type,
+                "points": verdict.points,
+                "reason": f"rule: {rule.name}"[:500],
+            }
+            for rule, verdict in judged
+            if verdict.fired
+        ]
         transactions: list[Transaction] = []
-        for rule, verdict in judged:
-            if not verdict.fired:
-                continue
+        if awards:
             try:
                 raw = await conn.fetchval(
-                    f"SELECT {tenant.s}.ledger_credit('earn', $1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL)::text",
-                    member["id"],
-                    rule.point_type,
-                    verdict.points,
-                    f"rule: {rule.name}"[:500],
+                    f"SELECT {tenant.s}.rules_award($1, $2, $3, $4::jsonb)::text",
                     event_id,
-                    f"rule:{rule.rule_id}",
-                    rule.version_id,
+                    member["id"],
+                    data.occurred_at,
+                    msgspec.json.encode(awards).decode(),
                 )
             except asyncpg.exceptions.RaiseError as exc:
                 raise ledger.api_error(exc) from None
-            transaction = ledger.decode_written(raw).body
-            transactions.append(transaction)
-            await conn.execute(
-                f"INSERT INTO {tenant.s}.rule_awards (rule_id, rule_version, member_id, event_id,"
-                " transaction_id, points, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                rule.rule_id,
-                rule.version_id,
-                member["id"],
-                event_id,
-                transaction.id,
-                verdict.points,
-                data.occurred_at,
-            )
+            transactions = _transactions.decode(raw)
         out = schemas.EventOut(
             id=event_id,
             type=data.type,
