@@ -28,7 +28,7 @@ from pointsmall.ledger.controllers import (
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
-from pointsmall.rules.controllers import EventController, RuleController
+from pointsmall.rules.controllers import CheckInController, EventController, RuleController
 from pointsmall.settings import Settings
 from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PointTypeController,
             RuleController,
             EventController,
+            CheckInController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

@@ -13,12 +13,13 @@ from pointsmall.ledger.models import (
     Posting,
 )
 from pointsmall.members.models import Member
-from pointsmall.rules.models import Event, Rule, RuleAward, RuleVersion
+from pointsmall.rules.models import CheckIn, Event, Rule, RuleAward, RuleVersion
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 
 __all__ = [
     "ApiKey",
     "Balance",
+    "CheckIn",
     "Event",
     "IdempotencyKey",
     "LedgerTransaction",

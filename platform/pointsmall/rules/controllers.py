@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -88,6 +89,38 @@ class EventController(Controller):
         idem: Idempotency = request.state.get("idempotency") or Idempotency()
         out, replayed = await services.record_event(
             request.app.state.hot_pool, request.user.schema, data, idempotency_key=idem.key
+        )
+        return Response(
+            out,
+            status_code=200 if replayed else 201,
+            headers={REPLAYED_HEADER: "true"} if replayed else {},
+        )
+
+
+class CheckInController(Controller):
+    path = "/checkins"
+    tags = ["Rules"]
+
+    @post(
+        "/",
+        guards=[requires("points:write")],
+        opt=NATIVE,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def check_in(
+        self, request: AuthRequest, data: JSONBody[schemas.CheckInCreate]
+    ) -> Response[schemas.EventOut]:
+        """Check a member in for today (the tenant's time zone): a `checkin` event whose
+        `data.streak` (and `member.streak`) counts consecutive days; 409 `already_checked_in`."""
+        event = schemas.EventCreate(
+            type="checkin",
+            occurred_at=data.occurred_at or datetime.now(UTC),
+            member_id=data.member_id,
+            member_external_id=data.member_external_id,
+        )
+        idem: Idempotency = request.state.get("idempotency") or Idempotency()
+        out, replayed = await services.record_event(
+            request.app.state.hot_pool, request.user.schema, event, idempotency_key=idem.key
         )
         return Response(
             out,

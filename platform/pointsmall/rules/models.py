@@ -1,9 +1,9 @@
 """Rules (versioned), the events they judge, and the awards that caps and budgets count."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -72,3 +72,14 @@ class RuleAward(TenantBase):
     __table_args__ = (
         Index("ix_rule_awards_rule_member_time", "rule_id", "member_id", "occurred_at"),
     )
+
+
+class CheckIn(TenantBase):
+    """One per member per local day (the tenant's time zone); `streak` counts the run."""
+
+    __tablename__ = "checkins"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    streak: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

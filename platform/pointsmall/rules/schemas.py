@@ -165,3 +165,11 @@ class SimulateOut(msgspec.Struct):
     member_id: str
     points: int
     verdicts: list[Verdict]
+
+
+class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A daily check-in; `occurred_at` defaults to now. Once per member per local day."""
+
+    member_id: MemberId | None = None
+    member_external_id: ExternalId | None = None
+    occurred_at: AwareTime | None = None

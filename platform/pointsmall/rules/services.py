@@ -1,6 +1,6 @@
 """Rules (CRUD with versions) and events (judged by the engine, credited atomically)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -174,7 +174,10 @@ class _Tenant:
         )
         row: asyncpg.Record | None = await self.conn.fetchrow(
             f"SELECT m.*, coalesce((SELECT sum(lifetime_earned) FROM {self.s}.balances b"
-            f" WHERE b.member_id = m.id), 0) AS lifetime FROM {self.s}.members m"
+            f" WHERE b.member_id = m.id), 0) AS lifetime,"
+            f" (SELECT array[c.local_date::text, c.streak::text] FROM {self.s}.checkins c"
+            f"  WHERE c.member_id = m.id ORDER BY c.local_date DESC LIMIT 1) AS last_checkin"
+            f" FROM {self.s}.members m"
             f" WHERE m.{column} = $1" + (" FOR UPDATE OF m" if lock else ""),
             value,
         )
@@ -216,7 +219,16 @@ class _Tenant:
         return {r[0]: engine.Usage(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
-def _member_view(row: asyncpg.Record) -> dict[str, Any]:
+def _streak(row: asyncpg.Record, today: date) -> int:
+    """The run of daily check-ins that is still alive on `today` (0 if it broke)."""
+    last = row["last_checkin"]
+    if not last:
+        return 0
+    day, streak = date.fromisoformat(last[0]), int(last[1])
+    return streak if day >= today - timedelta(days=1) else 0
+
+
+def _member_view(row: asyncpg.Record, today: date) -> dict[str, Any]:
     return {
         "id": row["id"],
         "external_id": row["external_id"],
@@ -228,7 +240,7 @@ def _member_view(row: asyncpg.Record) -> dict[str, Any]:
         else row["attributes"],
         "lifetime_points": int(row["lifetime"]),
         "signup_date": row["created_at"],
-        "streak": 0,
+        "streak": _streak(row, today),
     }
 
 
@@ -249,6 +261,7 @@ async def _judge(
     extra: list[engine.CompiledRule] | None,
 ) -> list[tuple[engine.CompiledRule, schemas.Verdict]]:
     zone = await tenant.zone()
+    today = data.occurred_at.astimezone(zone).date()
     rules = extra if extra is not None else await tenant.rules(data.type)
     usage = await tenant.usage(
         member["id"], [r.rule_id for r in rules], engine.windows(data.occurred_at, zone)
@@ -256,7 +269,7 @@ async def _judge(
     return engine.evaluate(
         rules,
         event=_event_view(data),
-        member=_member_view(member),
+        member=_member_view(member, today),
         now=datetime.now(UTC),
         zone=zone,
         usage=usage,
@@ -298,6 +311,29 @@ _stored = msgspec.json.Decoder(schemas.EventOut)
 _transactions = msgspec.json.Decoder(list[Transaction])
 
 
+async def _check_in(
+    tenant: _Tenant, data: schemas.EventCreate, member: asyncpg.Record
+) -> tuple[schemas.EventCreate, asyncpg.Record]:
+    """Record today's check-in (409 if there is one) and put the streak into the event."""
+    today = data.occurred_at.astimezone(await tenant.zone()).date()
+    streak = _streak(member, today) + 1  # a run alive yesterday grows; otherwise 0 + 1
+
+    inserted = await tenant.conn.fetchval(
+        f"INSERT INTO {tenant.s}.checkins (member_id, local_date, streak) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING streak",
+        member["id"],
+        today,
+        streak,
+    )
+    if inserted is None:
+        raise Conflict("The member has checked in today.", code="already_checked_in")
+    data = msgspec.structs.replace(
+        data, data={**data.data, "streak": streak, "local_date": today.isoformat()}
+    )
+    refreshed = await tenant.member(data, lock=False)
+    return data, refreshed
+
+
 async def record_event(
     pool: asyncpg.Pool, schema: str, data: schemas.EventCreate, *, idempotency_key: str | None
 ) -> tuple[schemas.EventOut, bool]:
@@ -315,6 +351,8 @@ async def record_event(
             )
             if stored is not None:
                 return _stored.decode(stored), True
+        if data.type == "checkin":
+            data, member = await _check_in(tenant, data, member)
         judged = await _judge(tenant, data, member, None)
         event_id = new_id("ev")
         inserted = await conn.fetchval(
