@@ -146,7 +146,7 @@ class MemberLedgerController(Controller):
         limit: Limit = 20,
         starting_after: StartingAfter = None,
         kind: FromQuery[
-            Literal["earn", "spend", "adjust", "reverse", "expire", "release"] | None
+            Literal["earn", "spend", "adjust", "reverse", "expire", "release", "clawback"] | None
         ] = None,
         created_gte: Annotated[datetime | None, QueryParameter(name="created[gte]")] = None,
         created_lt: Annotated[datetime | None, QueryParameter(name="created[lt]")] = None,

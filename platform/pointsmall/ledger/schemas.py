@@ -46,7 +46,7 @@ class Transaction(msgspec.Struct):
     """A ledger transaction. `points` is the signed change to the member's points."""
 
     id: str
-    kind: Literal["earn", "spend", "adjust", "reverse", "expire", "release"]
+    kind: Literal["earn", "spend", "adjust", "reverse", "expire", "release", "clawback"]
     member_id: str
     point_type: str
     points: int

@@ -1,6 +1,7 @@
 """Rules (CRUD with versions) and events (judged by the engine, credited atomically)."""
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -249,9 +250,104 @@ def _event_view(data: schemas.EventCreate) -> dict[str, Any]:
 
 
 def _dedupe_key(data: schemas.EventCreate, idempotency_key: str | None) -> str | None:
-    if data.type.startswith("order.") and isinstance(data.data.get("order_id"), str | int):
-        return f"{data.type}:{data.data['order_id']}"
+    """An order is paid once (its id); a refund happens once per `refund_id`."""
+    order_id = data.data.get("order_id")
+    if data.type == "order.paid" and isinstance(order_id, str | int):
+        return f"order.paid:{order_id}"
+    refund_id = data.data.get("refund_id")
+    if (
+        data.type == "order.refunded"
+        and isinstance(order_id, str | int)
+        and isinstance(refund_id, str | int)
+    ):
+        return f"order.refunded:{order_id}:{refund_id}"
     return idempotency_key
+
+
+def _number(value: Any, field: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidInput(errors=[FieldError(field=f"data.{field}", message="must be a number")])
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise InvalidInput(
+            errors=[FieldError(field=f"data.{field}", message="must be a number")]
+        ) from exc
+    if not number.is_finite() or number < 0:
+        raise InvalidInput(
+            errors=[FieldError(field=f"data.{field}", message="must be a number >= 0")]
+        )
+    return number
+
+
+async def _refund(
+    tenant: _Tenant, data: schemas.EventCreate, member: asyncpg.Record
+) -> list[Transaction]:
+    """Take back the points an order earned, in proportion to what has been refunded so far
+    (`refund_total`, or the sum of `lines[].amount`; neither, or `full`, is everything),
+    from each rule's credit; what earlier refunds took is not taken twice."""
+    order_id = data.data.get("order_id")
+    if not isinstance(order_id, str | int):
+        raise InvalidInput(
+            errors=[FieldError(field="data.order_id", message="required for order.refunded")]
+        )
+    paid = await tenant.conn.fetchrow(
+        f"SELECT id, data->'total' AS total FROM {tenant.s}.events WHERE key = $1 AND member_id = $2",
+        f"order.paid:{order_id}",
+        member["id"],
+    )
+    if paid is None:
+        raise NotFound("No paid order with this id for this member.")
+    lines = data.data.get("lines")
+    if data.data.get("full") is True or ("refund_total" not in data.data and not lines):
+        fraction = Decimal(1)
+    else:
+        this = (
+            sum(
+                (
+                    _number(line.get("amount") if isinstance(line, dict) else None, "lines.amount")
+                    for line in lines
+                ),
+                Decimal(0),
+            )
+            if isinstance(lines, list)
+            else _number(data.data.get("refund_total"), "refund_total")
+        )
+        before = await tenant.conn.fetchval(
+            f"SELECT coalesce(sum((data->>'refunded')::numeric), 0) FROM {tenant.s}.events"
+            " WHERE type = 'order.refunded' AND member_id = $1 AND data->>'order_id' = $2",
+            member["id"],
+            str(order_id),
+        )
+        total = _number(msgspec.json.decode(paid["total"]) if paid["total"] else None, "total")
+        fraction = min(Decimal(1), (Decimal(before) + this) / total) if total else Decimal(1)
+        data.data["refunded"] = str(this)
+    awards = await tenant.conn.fetch(
+        f"SELECT id, transaction_id, points, clawed_back FROM {tenant.s}.rule_awards"
+        " WHERE event_id = $1 ORDER BY id FOR UPDATE",
+        paid["id"],
+    )
+    transactions = []
+    for award in awards:
+        target = int((award["points"] * fraction).to_integral_value(rounding=ROUND_FLOOR))
+        take = target - award["clawed_back"]
+        if take <= 0:
+            continue
+        try:
+            raw = await tenant.conn.fetchval(
+                f"SELECT {tenant.s}.ledger_clawback($1, $2, $3, $4, NULL)::text",
+                award["transaction_id"],
+                take,
+                f"refund of order {order_id}"[:500],
+                f"refund:{order_id}",
+            )
+        except asyncpg.exceptions.RaiseError as exc:
+            raise ledger.api_error(exc) from None
+        transactions.append(msgspec.json.decode(raw, type=Transaction))
+        await tenant.conn.execute(
+            f"UPDATE {tenant.s}.rule_awards SET clawed_back = $2 WHERE id = $1", award["id"], target
+        )
+    return transactions
 
 
 async def _judge(
@@ -353,7 +449,9 @@ async def record_event(
                 return _stored.decode(stored), True
         if data.type == "checkin":
             data, member = await _check_in(tenant, data, member)
-        judged = await _judge(tenant, data, member, None)
+        refund = data.type == "order.refunded"
+        clawbacks = await _refund(tenant, data, member) if refund else []
+        judged = [] if refund else await _judge(tenant, data, member, None)
         event_id = new_id("ev")
         inserted = await conn.fetchval(
             f"INSERT INTO {tenant.s}.events (id, type, member_id, occurred_at, data, key, result)"
@@ -378,7 +476,7 @@ async def record_event(
             for rule, verdict in judged
             if verdict.fired
         ]
-        transactions: list[Transaction] = []
+        transactions: list[Transaction] = clawbacks
         if awards:
             try:
                 raw = await conn.fetchval(
