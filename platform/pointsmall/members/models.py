@@ -16,3 +16,5 @@ class Member(Timestamps, TenantBase):
     name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # The member's own code for referring others (unique, made at enrolment).
+    referral_code: Mapped[str | None] = mapped_column(String(16), unique=True)

@@ -32,6 +32,7 @@ class Member(msgspec.Struct):
     name: str | None
     attributes: dict[str, Any]
     status: MemberStatus
+    referral_code: str | None
     created_at: datetime
     updated_at: datetime
     object: str = "member"

@@ -1,5 +1,6 @@
 """Members of one tenant's program (the session is already bound to the tenant)."""
 
+import secrets
 from typing import Any
 
 import msgspec
@@ -14,6 +15,12 @@ from pointsmall.members import models, schemas
 from pointsmall.pagination import newest_first, to_page
 from pointsmall.schemas import Page
 
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: codes get read aloud
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+
 
 def to_schema(member: models.Member) -> schemas.Member:
     return schemas.Member(
@@ -23,6 +30,7 @@ def to_schema(member: models.Member) -> schemas.Member:
         name=member.name,
         attributes=member.attributes,
         status=member.status,  # type: ignore[arg-type]
+        referral_code=member.referral_code,
         created_at=member.created_at,
         updated_at=member.updated_at,
     )
@@ -52,6 +60,7 @@ async def create(session: AsyncSession, data: schemas.MemberCreate) -> models.Me
                 name=data.name,
                 attributes=data.attributes,
                 status="active",
+                referral_code=new_referral_code(),
             )
             .on_conflict_do_nothing(index_elements=["external_id"])
             .returning(models.Member)

@@ -67,6 +67,8 @@ class RuleAward(TenantBase):
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
     transaction_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.id"))
     points: Mapped[int] = mapped_column(BigInteger)
+    # How much of `points` refunds have taken back so far.
+    clawed_back: Mapped[int] = mapped_column(BigInteger, server_default="0")
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

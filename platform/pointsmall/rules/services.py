@@ -254,6 +254,8 @@ def _dedupe_key(data: schemas.EventCreate, idempotency_key: str | None) -> str |
     order_id = data.data.get("order_id")
     if data.type == "order.paid" and isinstance(order_id, str | int):
         return f"order.paid:{order_id}"
+    if data.type == "referral.completed" and data.member_id:
+        return f"referral.completed:{data.member_id}"
     refund_id = data.data.get("refund_id")
     if (
         data.type == "order.refunded"
@@ -278,6 +280,42 @@ def _number(value: Any, field: str) -> Decimal:
             errors=[FieldError(field=f"data.{field}", message="must be a number >= 0")]
         )
     return number
+
+
+async def _referrer(
+    tenant: _Tenant, data: schemas.EventCreate, referee: asyncpg.Record
+) -> asyncpg.Record:
+    """The member whose `data.referral_code` this is; never the referee, nor one who shares
+    the referee's email."""
+    code = data.data.get("referral_code")
+    if not isinstance(code, str):
+        raise InvalidInput(
+            errors=[
+                FieldError(field="data.referral_code", message="required for referral.completed")
+            ]
+        )
+    referrer = await tenant.conn.fetchrow(
+        f"SELECT id FROM {tenant.s}.members WHERE referral_code = $1", code.upper()
+    )
+    if referrer is None:
+        raise InvalidInput(
+            errors=[FieldError(field="data.referral_code", message="no member has this code")]
+        )
+    row = await tenant.member(
+        schemas.EventCreate(type=data.type, occurred_at=data.occurred_at, member_id=referrer["id"]),
+        lock=True,
+    )
+    same_email = (
+        row["email"] and referee["email"] and row["email"].lower() == referee["email"].lower()
+    )
+    if row["id"] == referee["id"] or same_email:
+        raise InvalidInput(
+            "A member cannot refer itself or a member with the same email.",
+            code="invalid_referral",
+            status=422,
+            errors=[FieldError(field="data.referral_code", message="self-referral")],
+        )
+    return row
 
 
 async def _refund(
@@ -430,6 +468,40 @@ async def _check_in(
     return data, refreshed
 
 
+async def _award(
+    tenant: _Tenant,
+    event_id: str,
+    member_id: str,
+    occurred_at: datetime,
+    verdicts: list[tuple[engine.CompiledRule, schemas.Verdict]],
+) -> list[Transaction]:
+    """Credit every rule that fired, naming its version, in one SQL call."""
+    awards = [
+        {
+            "rule_id": rule.rule_id,
+            "rule_version": rule.version_id,
+            "point_type": rule.point_type,
+            "points": verdict.points,
+            "reason": f"rule: {rule.name}"[:500],
+        }
+        for rule, verdict in verdicts
+        if verdict.fired
+    ]
+    if not awards:
+        return []
+    try:
+        raw = await tenant.conn.fetchval(
+            f"SELECT {tenant.s}.rules_award($1, $2, $3, $4::jsonb)::text",
+            event_id,
+            member_id,
+            occurred_at,
+            msgspec.json.encode(awards).decode(),
+        )
+    except asyncpg.exceptions.RaiseError as exc:
+        raise ledger.api_error(exc) from None
+    return _transactions.decode(raw)
+
+
 async def record_event(
     pool: asyncpg.Pool, schema: str, data: schemas.EventCreate, *, idempotency_key: str | None
 ) -> tuple[schemas.EventOut, bool]:
@@ -451,7 +523,19 @@ async def record_event(
             data, member = await _check_in(tenant, data, member)
         refund = data.type == "order.refunded"
         clawbacks = await _refund(tenant, data, member) if refund else []
-        judged = [] if refund else await _judge(tenant, data, member, None)
+        sides: list[tuple[asyncpg.Record, list[tuple[engine.CompiledRule, schemas.Verdict]]]] = []
+        if data.type == "referral.completed":
+            # Both sides are judged by the same rules; `event.data.side` tells them apart.
+            referrer = await _referrer(tenant, data, member)
+            data = msgspec.structs.replace(
+                data, data={**data.data, "referrer_id": referrer["id"], "referee_id": member["id"]}
+            )
+            for side, row in (("referee", member), ("referrer", referrer)):
+                sided = msgspec.structs.replace(data, data={**data.data, "side": side})
+                sides.append((row, await _judge(tenant, sided, row, None)))
+        elif not refund:
+            sides.append((member, await _judge(tenant, data, member, None)))
+        judged = [pair for _, verdicts in sides for pair in verdicts]
         event_id = new_id("ev")
         inserted = await conn.fetchval(
             f"INSERT INTO {tenant.s}.events (id, type, member_id, occurred_at, data, key, result)"
@@ -465,30 +549,9 @@ async def record_event(
         )
         if inserted is None:
             raise Conflict("The same event is being recorded; retry.", code="idempotency_conflict")
-        awards = [
-            {
-                "rule_id": rule.rule_id,
-                "rule_version": rule.version_id,
-                "point_type": rule.point_type,
-                "points": verdict.points,
-                "reason": f"rule: {rule.name}"[:500],
-            }
-            for rule, verdict in judged
-            if verdict.fired
-        ]
         transactions: list[Transaction] = clawbacks
-        if awards:
-            try:
-                raw = await conn.fetchval(
-                    f"SELECT {tenant.s}.rules_award($1, $2, $3, $4::jsonb)::text",
-                    event_id,
-                    member["id"],
-                    data.occurred_at,
-                    msgspec.json.encode(awards).decode(),
-                )
-            except asyncpg.exceptions.RaiseError as exc:
-                raise ledger.api_error(exc) from None
-            transactions = _transactions.decode(raw)
+        for row, verdicts in sides:
+            transactions += await _award(tenant, event_id, row["id"], data.occurred_at, verdicts)
         out = schemas.EventOut(
             id=event_id,
             type=data.type,
