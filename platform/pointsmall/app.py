@@ -28,7 +28,13 @@ from pointsmall.ledger.controllers import (
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
-from pointsmall.rules.controllers import CheckInController, EventController, RuleController
+from pointsmall.rules.controllers import (
+    CheckInController,
+    EventController,
+    MemberTierController,
+    RuleController,
+    TierController,
+)
 from pointsmall.settings import Settings
 from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
@@ -80,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RuleController,
             EventController,
             CheckInController,
+            TierController,
+            MemberTierController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.ledger import services as ledger
+from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas
 from pointsmall_tenants import create_pooled_engine, tenant_bind
@@ -60,13 +61,24 @@ async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
     return totals
 
 
+async def review_tiers(ctx: dict[str, Any]) -> int:
+    """Daily: members whose qualification window ended keep their tier or move down."""
+    async with AsyncSession(ctx["engine"]) as session:
+        schemas = await all_schemas(session)
+    changed = 0
+    for schema in schemas:
+        changed += await rules.review_tiers(ctx["hot_pool"], schema)
+    return changed
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker`."""
     return {
-        "functions": [purge_idempotency_keys, sweep_points],
+        "functions": [purge_idempotency_keys, sweep_points, review_tiers],
         "cron_jobs": [
             cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False),
             cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
+            cron(review_tiers, hour={0}, minute={17}, run_at_startup=False),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -13,7 +13,16 @@ from pointsmall.ledger.models import (
     Posting,
 )
 from pointsmall.members.models import Member
-from pointsmall.rules.models import CheckIn, Event, Rule, RuleAward, RuleVersion
+from pointsmall.rules.models import (
+    CheckIn,
+    Event,
+    MemberTier,
+    Rule,
+    RuleAward,
+    RuleVersion,
+    Tier,
+    TierChange,
+)
 from pointsmall.tenancy.models import StaffUser, TenantSettings
 
 __all__ = [
@@ -26,6 +35,7 @@ __all__ = [
     "Lot",
     "LotDraw",
     "Member",
+    "MemberTier",
     "OutboxEvent",
     "PointType",
     "Posting",
@@ -36,4 +46,6 @@ __all__ = [
     "StaffUser",
     "TenantBase",
     "TenantSettings",
+    "Tier",
+    "TierChange",
 ]

@@ -274,7 +274,12 @@ async def balance(
     ]
     if not any(b.point_type == "points" for b in balances):
         balances.insert(0, schemas.PointBalance("points", 0, 0, 0, []))
-    return schemas.MemberBalance(member_id=member.id, tier=None, balances=balances)
+    from pointsmall.rules.models import MemberTier
+
+    tier = await session.scalar(
+        select(MemberTier.tier_key).where(MemberTier.member_id == member.id)
+    )
+    return schemas.MemberBalance(member_id=member.id, tier=tier, balances=balances)
 
 
 def _transaction(row: models.LedgerTransaction) -> schemas.Transaction:

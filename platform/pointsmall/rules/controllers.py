@@ -127,3 +127,31 @@ class CheckInController(Controller):
             status_code=200 if replayed else 201,
             headers={REPLAYED_HEADER: "true"} if replayed else {},
         )
+
+
+class TierController(Controller):
+    path = "/tiers"
+    tags = ["Tiers"]
+
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
+    async def list_tiers(self, session: Session) -> list[schemas.TierOut]:
+        return await services.list_tiers(session)
+
+    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
+    async def create_tier(
+        self, session: Session, data: JSONBody[schemas.TierCreate]
+    ) -> schemas.TierOut:
+        """A tier: threshold, basis, window, earn multiplier and retention."""
+        return await services.create_tier(session, data)
+
+
+class MemberTierController(Controller):
+    path = "/members/{member_id:str}/tier-history"
+    tags = ["Tiers"]
+
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 404))
+    async def history(
+        self, session: Session, member_id: FromPath[str]
+    ) -> list[schemas.TierChangeOut]:
+        """The member's tier changes, oldest first."""
+        return await services.tier_history(session, member_id)

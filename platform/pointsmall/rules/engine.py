@@ -212,9 +212,11 @@ def evaluate(
     now: datetime,
     zone: tzinfo,
     usage: dict[str, Usage],
+    tier_multiplier: Decimal = Decimal(1),
 ) -> list[tuple[CompiledRule, schemas.Verdict]]:
     """Judge an event. Base rules first (highest priority first; an exclusive rule that
-    fires stops the base rules after it), then multipliers on what the base rules gave."""
+    fires stops the base rules after it), scaled by the member's tier multiplier, then
+    multipliers (campaigns) on what the base rules gave."""
     context = cel.Context(variables={"event": event, "member": member, "now": now})
     occurred_at: datetime = event["occurred_at"]
     base = [r for r in rules if not isinstance(r.effect, schemas.MultiplierEffect)]
@@ -252,10 +254,13 @@ def evaluate(
                     verdict(rule, 0, "condition_false")
                     continue
                 effect = rule.effect
-                if isinstance(effect, schemas.FixedEffect):
-                    points = effect.points
-                elif isinstance(effect, schemas.PerUnitEffect):
-                    points = _per_unit(effect, event)
+                if isinstance(effect, schemas.FixedEffect | schemas.PerUnitEffect):
+                    raw = (
+                        effect.points
+                        if isinstance(effect, schemas.FixedEffect)
+                        else _per_unit(effect, event)
+                    )
+                    points = int((raw * tier_multiplier).to_integral_value(rounding=ROUND_FLOOR))
                 else:
                     bonus = Decimal(base_points) * (effect.factor - 1)
                     points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))

@@ -1,9 +1,21 @@
 """Rules (versioned), the events they judge, and the awards that caps and budgets count."""
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -85,3 +97,40 @@ class CheckIn(TenantBase):
     local_date: Mapped[date] = mapped_column(Date, primary_key=True)
     streak: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Tier(TenantBase):
+    """A level members reach by points earned (from rules) or money spent in a window."""
+
+    __tablename__ = "tiers"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[int] = mapped_column(BigInteger)
+    basis: Mapped[str] = mapped_column(String(16))  # points | spend
+    window_kind: Mapped[str] = mapped_column(String(16))  # rolling_days | calendar_year
+    window_days: Mapped[int | None] = mapped_column(Integer)
+    earn_multiplier: Mapped[Decimal] = mapped_column(Numeric(6, 3))
+    retention_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MemberTier(TenantBase):
+    __tablename__ = "member_tiers"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    tier_key: Mapped[str | None] = mapped_column(ForeignKey("tiers.key"))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the member must qualify again (plus the tier's retention) or move down.
+    review_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class TierChange(TenantBase):
+    __tablename__ = "tier_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"), index=True)
+    from_tier: Mapped[str | None] = mapped_column(String(40))
+    to_tier: Mapped[str | None] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(String(200))

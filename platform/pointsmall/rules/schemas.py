@@ -173,3 +173,43 @@ class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
     member_id: MemberId | None = None
     member_external_id: ExternalId | None = None
     occurred_at: AwareTime | None = None
+
+
+TierKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Members reach the tier when their `basis` (points granted by rules, or money spent)
+    within the window reaches `threshold`; they keep it while they requalify, plus
+    `retention_days` of grace after a review they fail. `earn_multiplier` scales what
+    rules grant them (campaign multipliers apply on top)."""
+
+    key: TierKey
+    name: Name
+    threshold: Annotated[int, msgspec.Meta(ge=0, le=MAX_POINTS)]
+    basis: Literal["points", "spend"] = "points"
+    window_kind: Literal["rolling_days", "calendar_year"] = "rolling_days"
+    window_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] | None = 365
+    earn_multiplier: Annotated[
+        str, msgspec.Meta(pattern=r"^(100(\.0+)?|[1-9][0-9]?(\.[0-9]{1,3})?)$")
+    ] = "1"
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=3660)] = 0
+
+
+class TierOut(msgspec.Struct):
+    key: str
+    name: str
+    threshold: int
+    basis: str
+    window_kind: str
+    window_days: int | None
+    earn_multiplier: str
+    retention_days: int
+    object: str = "tier"
+
+
+class TierChangeOut(msgspec.Struct):
+    from_tier: str | None
+    to_tier: str | None
+    at: datetime
+    reason: str

@@ -16,6 +16,7 @@ from pointsmall.ledger import services as ledger
 from pointsmall.ledger.models import PointType
 from pointsmall.ledger.schemas import Transaction
 from pointsmall.rules import engine, models, schemas
+from pointsmall.rules.tiers import Tiers, tier_out
 from pointsmall_tenants import validate_schema_name
 
 _VERSIONED = ("effect", "condition", "point_type", "caps", "schedule", "priority", "stacking")
@@ -177,8 +178,10 @@ class _Tenant:
             f"SELECT m.*, coalesce((SELECT sum(lifetime_earned) FROM {self.s}.balances b"
             f" WHERE b.member_id = m.id), 0) AS lifetime,"
             f" (SELECT array[c.local_date::text, c.streak::text] FROM {self.s}.checkins c"
-            f"  WHERE c.member_id = m.id ORDER BY c.local_date DESC LIMIT 1) AS last_checkin"
-            f" FROM {self.s}.members m"
+            f"  WHERE c.member_id = m.id ORDER BY c.local_date DESC LIMIT 1) AS last_checkin,"
+            f" mt.tier_key AS tier, coalesce(t.earn_multiplier, 1) AS tier_multiplier"
+            f" FROM {self.s}.members m LEFT JOIN {self.s}.member_tiers mt ON mt.member_id = m.id"
+            f" LEFT JOIN {self.s}.tiers t ON t.key = mt.tier_key"
             f" WHERE m.{column} = $1" + (" FOR UPDATE OF m" if lock else ""),
             value,
         )
@@ -235,7 +238,7 @@ def _member_view(row: asyncpg.Record, today: date) -> dict[str, Any]:
         "external_id": row["external_id"],
         "email": row["email"],
         "name": row["name"],
-        "tier": None,  # tiers come with their own issue
+        "tier": row["tier"],
         "attributes": msgspec.json.decode(row["attributes"])
         if isinstance(row["attributes"], str)
         else row["attributes"],
@@ -407,6 +410,7 @@ async def _judge(
         now=datetime.now(UTC),
         zone=zone,
         usage=usage,
+        tier_multiplier=Decimal(member["tier_multiplier"]),
     )
 
 
@@ -550,8 +554,11 @@ async def record_event(
         if inserted is None:
             raise Conflict("The same event is being recorded; retry.", code="idempotency_conflict")
         transactions: list[Transaction] = clawbacks
+        zone = await tenant.zone()
+        tiers = Tiers(conn, tenant.s)
         for row, verdicts in sides:
             transactions += await _award(tenant, event_id, row["id"], data.occurred_at, verdicts)
+            await tiers.upgrade(row["id"], data.occurred_at, zone)
         out = schemas.EventOut(
             id=event_id,
             type=data.type,
@@ -566,3 +573,47 @@ async def record_event(
             msgspec.json.encode(out).decode(),
         )
     return out, False
+
+
+# --- tiers -----------------------------------------------------------------------------
+
+
+async def create_tier(session: AsyncSession, data: schemas.TierCreate) -> schemas.TierOut:
+    if data.window_kind == "rolling_days" and data.window_days is None:
+        raise InvalidInput(
+            errors=[FieldError(field="window_days", message="required for rolling_days")]
+        )
+    if await session.get(models.Tier, data.key) is not None:
+        raise Conflict(f"A tier {data.key!r} exists.", code="tier_exists")
+    tier = models.Tier(
+        **{**msgspec.structs.asdict(data), "earn_multiplier": Decimal(data.earn_multiplier)}
+    )
+    session.add(tier)
+    await session.flush()
+    return tier_out(tier)
+
+
+async def list_tiers(session: AsyncSession) -> list[schemas.TierOut]:
+    rows = await session.scalars(
+        select(models.Tier).order_by(models.Tier.threshold, models.Tier.key)
+    )
+    return [tier_out(r) for r in rows]
+
+
+async def tier_history(session: AsyncSession, member_id: str) -> list[schemas.TierChangeOut]:
+    from pointsmall.members.services import get as get_member
+
+    member = await get_member(session, member_id)
+    rows = await session.scalars(
+        select(models.TierChange)
+        .where(models.TierChange.member_id == member.id)
+        .order_by(models.TierChange.id)
+    )
+    return [schemas.TierChangeOut(r.from_tier, r.to_tier, r.at, r.reason) for r in rows]
+
+
+async def review_tiers(pool: asyncpg.Pool, schema: str, now: datetime | None = None) -> int:
+    """The recalculation job's work for one tenant: members due a review keep, or lose, their tier."""
+    async with pool.acquire() as conn, conn.transaction():
+        tenant = _Tenant(conn, schema)
+        return await Tiers(conn, tenant.s).review(now or datetime.now(UTC), await tenant.zone())
