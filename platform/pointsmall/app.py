@@ -29,6 +29,7 @@ from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
 from pointsmall.rules.controllers import (
+    BacktestController,
     CheckInController,
     EventController,
     MemberTierController,
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CheckInController,
             TierController,
             MemberTierController,
+            BacktestController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

@@ -71,6 +71,24 @@ class RuleController(Controller):
         return await services.simulate(request.app.state.hot_pool, request.user.schema, data)
 
 
+class BacktestController(Controller):
+    path = "/rules/backtest"
+    tags = ["Rules"]
+
+    @post(
+        "/",
+        status_code=200,
+        guards=[requires("points:read")],
+        responses=problem_responses(401, 403, 422),
+    )
+    async def backtest(
+        self, request: AuthRequest, data: JSONBody[schemas.BacktestRequest]
+    ) -> schemas.BacktestOut:
+        """What a draft rule would have issued, per day, over the stored events of a period,
+        and the liability it would have added. Writes nothing."""
+        return await services.backtest(request.app.state.hot_pool, request.user.schema, data)
+
+
 class EventController(Controller):
     path = "/events"
     tags = ["Rules"]

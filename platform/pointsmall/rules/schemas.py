@@ -213,3 +213,29 @@ class TierChangeOut(msgspec.Struct):
     to_tier: str | None
     at: datetime
     reason: str
+
+
+class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Replay the stored events of [`from`, `to`) against a draft rule, writing nothing."""
+
+    draft: RuleCreate
+    start: AwareTime = msgspec.field(name="from")
+    end: AwareTime = msgspec.field(name="to")
+
+
+class BacktestDay(msgspec.Struct):
+    date: str
+    events: int
+    fired: int
+    points: int
+    liability: str  # points x the tenant's point value, in its currency
+
+
+class BacktestOut(msgspec.Struct):
+    rule: str
+    currency: str
+    days: list[BacktestDay]
+    events: int
+    points: int
+    liability: str
+    truncated: bool

@@ -1,5 +1,6 @@
 """Rules (CRUD with versions) and events (judged by the engine, credited atomically)."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
@@ -617,3 +618,105 @@ async def review_tiers(pool: asyncpg.Pool, schema: str, now: datetime | None = N
     async with pool.acquire() as conn, conn.transaction():
         tenant = _Tenant(conn, schema)
         return await Tiers(conn, tenant.s).review(now or datetime.now(UTC), await tenant.zone())
+
+
+BACKTEST_LIMIT = 100_000
+
+
+async def backtest(
+    pool: asyncpg.Pool, schema: str, request: schemas.BacktestRequest
+) -> schemas.BacktestOut:
+    """Judge each stored event of the period with the draft alone (its caps and budget
+    counted as if it had been live), and add up per local day what it would have issued."""
+    draft = request.draft
+    program = engine.compile_condition(draft.condition, "draft.condition")
+    engine.check_effect(draft.effect, "draft.effect")
+    if request.end <= request.start:
+        raise InvalidInput(errors=[FieldError(field="to", message="must be after from")])
+    rule = engine.CompiledRule(
+        "rule_draft",
+        "rule_draft.v0",
+        draft.name,
+        program,
+        draft.effect,
+        draft.point_type,
+        draft.caps,
+        draft.schedule,
+        draft.priority,
+        draft.stacking,
+    )
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        tenant = _Tenant(conn, schema)
+        zone = await tenant.zone()
+        settings = await conn.fetchrow(
+            f"SELECT currency, point_value FROM {tenant.s}.settings WHERE id = 1"
+        )
+        rows = await conn.fetch(
+            f"""SELECT e.type, e.occurred_at, e.data::text AS data, e.member_id,
+                       (SELECT coalesce(sum(points), 0) FROM {tenant.s}.rule_awards a WHERE a.event_id = e.id) AS base,
+                       m.*, 0 AS lifetime, NULL::text[] AS last_checkin, NULL::text AS tier, 1 AS tier_multiplier
+                  FROM {tenant.s}.events e JOIN {tenant.s}.members m ON m.id = e.member_id
+                 WHERE e.type = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3
+                 ORDER BY e.occurred_at, e.id LIMIT $4""",
+            draft.trigger,
+            request.start,
+            request.end,
+            BACKTEST_LIMIT + 1,
+        )
+    truncated = len(rows) > BACKTEST_LIMIT
+    given: dict[str, list[tuple[datetime, int]]] = {}
+    spent = 0
+    days: dict[str, list[int]] = {}
+    for row in rows[:BACKTEST_LIMIT]:
+        occurred: datetime = row["occurred_at"]
+        w = engine.windows(occurred, zone)
+        history = given.setdefault(row["member_id"], [])
+
+        def within(
+            span: tuple[datetime, datetime], history: list[tuple[datetime, int]] = history
+        ) -> int:
+            return sum(p for at, p in history if span[0] <= at < span[1])
+
+        usage = engine.Usage(
+            within(w.day), within(w.week), within(w.month), sum(p for _, p in history), spent
+        )
+        event = {
+            "type": row["type"],
+            "occurred_at": occurred,
+            "data": msgspec.json.decode(row["data"]),
+        }
+        day = days.setdefault(occurred.astimezone(zone).date().isoformat(), [0, 0, 0])
+        day[0] += 1
+        candidate = rule
+        if isinstance(draft.effect, schemas.MultiplierEffect):
+            # A campaign multiplies what the live rules gave that event: judge that bonus.
+            bonus = Decimal(row["base"]) * (draft.effect.factor - 1)
+            points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))
+            if points < 1:
+                continue
+            candidate = replace(rule, effect=schemas.FixedEffect(points=points))
+        [(_, verdict)] = engine.evaluate(
+            [candidate],
+            event=event,
+            member=_member_view(row, occurred.astimezone(zone).date()),
+            now=datetime.now(UTC),
+            zone=zone,
+            usage={"rule_draft": usage},
+        )
+        if verdict.fired:
+            day[1] += 1
+            day[2] += verdict.points
+            history.append((occurred, verdict.points))
+            spent += verdict.points
+    value = Decimal(settings["point_value"])
+    return schemas.BacktestOut(
+        rule=draft.name,
+        currency=settings["currency"],
+        days=[
+            schemas.BacktestDay(d, n, f, p, str(value * p)) for d, (n, f, p) in sorted(days.items())
+        ],
+        events=sum(n for n, _, _ in days.values()),
+        points=spent,
+        liability=str(value * spent),
+        truncated=truncated,
+    )
