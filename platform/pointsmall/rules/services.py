@@ -651,6 +651,7 @@ async def backtest(
         settings = await conn.fetchrow(
             f"SELECT currency, point_value FROM {tenant.s}.settings WHERE id = 1"
         )
+        assert settings is not None  # provisioning writes the row
         rows = await conn.fetch(
             f"""SELECT e.type, e.occurred_at, e.data::text AS data, e.member_id,
                        (SELECT coalesce(sum(points), 0) FROM {tenant.s}.rule_awards a WHERE a.event_id = e.id) AS base,
