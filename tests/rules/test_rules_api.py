@@ -143,3 +143,55 @@ async def test_rule_needs_known_point_type(client: httpx.AsyncClient, tenants: T
         json={"name": "r", "trigger": "order.paid", "effect": FIXED, "point_type": "nope"},
     )
     assert response.status_code == 422
+
+
+async def test_per_item_effect_matches_sku_or_category(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = (await a.http.post("/v1/members", json={"external_id": "items"})).json()["id"]
+    rule = await a.http.post(
+        "/v1/rules",
+        json={
+            "name": "electronics x3",
+            "trigger": "order.paid",
+            "effect": {"kind": "per_item", "category": "electronics", "points_per_unit": "3"},
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    neither = await a.http.post(
+        "/v1/rules",
+        json={
+            "name": "bad",
+            "trigger": "order.paid",
+            "effect": {"kind": "per_item", "points_per_unit": "1"},
+        },
+    )
+    assert neither.status_code == 422
+    items = [
+        {"sku": "tv", "category": "electronics", "price": 100.5, "quantity": 2},
+        {"sku": "book", "category": "books", "price": 20, "quantity": 1},
+        {"sku": "cable", "category": "electronics", "price": 5},
+    ]
+    event = {
+        "type": "order.paid",
+        "member_id": member,
+        "occurred_at": "2026-02-02T00:00:00Z",
+        "data": {"order_id": "items-1", "items": items},
+    }
+    recorded = (await a.http.post("/v1/events", json=event)).json()
+    assert [t["points"] for t in recorded["transactions"]] == [(201 + 5) * 3]
+
+
+async def test_failing_credit_leaves_no_partial_event(tenants: Tenants) -> None:
+    """If any credit of an event fails (here: a suspended member), nothing of it stays."""
+    a, _ = tenants
+    member = (await a.http.post("/v1/members", json={"external_id": "susp"})).json()["id"]
+    await a.http.post("/v1/rules", json={"name": "one", "trigger": "custom.visit", "effect": FIXED})
+    await a.http.post("/v1/rules", json={"name": "two", "trigger": "custom.visit", "effect": FIXED})
+    await a.http.patch(f"/v1/members/{member}", json={"status": "suspended"})
+    event = {"type": "custom.visit", "member_id": member, "occurred_at": "2026-01-01T00:00:00Z"}
+    refused = await a.http.post("/v1/events", json=event, headers={"Idempotency-Key": "visit-1"})
+    assert refused.status_code == 409 and refused.json()["code"] == "member_suspended"
+    await a.http.patch(f"/v1/members/{member}", json={"status": "active"})
+    retried = await a.http.post("/v1/events", json=event, headers={"Idempotency-Key": "visit-1"})
+    assert retried.status_code == 201  # the failed attempt stored nothing, not even its key
+    assert len(retried.json()["transactions"]) == 2

@@ -60,8 +60,13 @@ def compile_condition(expression: str, field: str = "condition") -> Any:
 def check_effect(effect: schemas.Effect, field: str = "effect") -> None:
     """Bounds msgspec cannot put on a Decimal."""
     problem = None
-    if isinstance(effect, schemas.PerUnitEffect) and not 0 < effect.points_per_unit <= 1_000_000:
+    if (
+        isinstance(effect, schemas.PerUnitEffect | schemas.PerItemEffect)
+        and not 0 < effect.points_per_unit <= 1_000_000
+    ):
         problem = ("points_per_unit", "must be > 0 and <= 1000000")
+    if isinstance(effect, schemas.PerItemEffect) and effect.sku is None and effect.category is None:
+        problem = ("sku", "give sku, category or both")
     if isinstance(effect, schemas.MultiplierEffect) and not 1 < effect.factor <= 100:
         problem = ("factor", "must be > 1 and <= 100")
     if problem:
@@ -172,6 +177,39 @@ def _per_unit(effect: schemas.PerUnitEffect, event: dict[str, Any]) -> int:
     return int(amount.to_integral_value(rounding=_ROUNDING[effect.rounding]))
 
 
+def _per_item(effect: schemas.PerItemEffect, event: dict[str, Any]) -> int:
+    items = _lookup(event["data"], "items")
+    if not isinstance(items, list):
+        raise TypeError("data.items is not a list")
+    total = Decimal(0)
+    for item in items:
+        if not isinstance(item, dict):
+            raise TypeError("data.items holds a non-object")
+        if effect.sku is not None and item.get("sku") != effect.sku:
+            continue
+        if effect.category is not None and item.get("category") != effect.category:
+            continue
+        price, quantity = _lookup(item, "price"), item.get("quantity", 1)
+        for value in (price, quantity):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError("an item's price or quantity is not a number")
+        total += Decimal(str(price)) * Decimal(str(quantity))
+    return int(
+        (total * effect.points_per_unit).to_integral_value(rounding=_ROUNDING[effect.rounding])
+    )
+
+
+def _base_points(
+    effect: schemas.FixedEffect | schemas.PerUnitEffect | schemas.PerItemEffect,
+    event: dict[str, Any],
+) -> int:
+    if isinstance(effect, schemas.FixedEffect):
+        return effect.points
+    if isinstance(effect, schemas.PerUnitEffect):
+        return _per_unit(effect, event)
+    return _per_item(effect, event)
+
+
 def _error(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"error: missing key {exc.args[0]!r}"
@@ -254,13 +292,12 @@ def evaluate(
                     verdict(rule, 0, "condition_false")
                     continue
                 effect = rule.effect
-                if isinstance(effect, schemas.FixedEffect | schemas.PerUnitEffect):
-                    raw = (
-                        effect.points
-                        if isinstance(effect, schemas.FixedEffect)
-                        else _per_unit(effect, event)
+                if not isinstance(effect, schemas.MultiplierEffect):
+                    points = int(
+                        (_base_points(effect, event) * tier_multiplier).to_integral_value(
+                            rounding=ROUND_FLOOR
+                        )
                     )
-                    points = int((raw * tier_multiplier).to_integral_value(rounding=ROUND_FLOOR))
                 else:
                     bonus = Decimal(base_points) * (effect.factor - 1)
                     points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))

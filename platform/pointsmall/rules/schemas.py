@@ -36,6 +36,16 @@ class PerUnitEffect(msgspec.Struct, tag="per_unit", tag_field="kind", forbid_unk
     rounding: Literal["floor", "round", "ceil"] = "floor"
 
 
+class PerItemEffect(msgspec.Struct, tag="per_item", tag_field="kind", forbid_unknown_fields=True):
+    """`points_per_unit` points per unit of money of each line in `data.items` whose `sku`
+    or `category` matches (give one or both): sum of price x quantity x points_per_unit."""
+
+    points_per_unit: Decimal
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    category: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    rounding: Literal["floor", "round", "ceil"] = "floor"
+
+
 class MultiplierEffect(
     msgspec.Struct, tag="multiplier", tag_field="kind", forbid_unknown_fields=True
 ):
@@ -45,7 +55,7 @@ class MultiplierEffect(
     factor: Decimal  # > 1 and <= 100 (checked when saved)
 
 
-Effect = FixedEffect | PerUnitEffect | MultiplierEffect
+Effect = FixedEffect | PerUnitEffect | PerItemEffect | MultiplierEffect
 
 
 class Caps(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
