@@ -13,65 +13,23 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.loadgen import post_request, run_load
-from pointsmall.auth.schemas import ApiKeyCreate
-from pointsmall.auth.services import issue
-from pointsmall.cli import _migrate
-from pointsmall.embedded import ensure_services
-from pointsmall.migrations import tenant_migrations
-from pointsmall.settings import Settings
-from pointsmall.tenancy.services import provision
-from pointsmall_tenants import create_pooled_engine
+from bench.harness import api_server, bench_database, new_tenant, seed_members
+from bench.loadgen import LoadResult, post_request, run_load
 
 HERE = Path(__file__).parent
 MEMBERS = int(os.environ.get("BENCH_MEMBERS", "1000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 LOTS = int(os.environ.get("BENCH_LOTS", "1000000"))
 CONNECTIONS = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def _tenant(engine: AsyncEngine, name: str) -> tuple[str, str]:
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-        tenant = await provision(session, tenant_migrations(), name=name, slug=None)
-        key = await issue(session, tenant.id, ApiKeyCreate(name="bench"))
-    return "t_" + tenant.id.split("_", 1)[1], key.secret
-
-
-async def _seed_members(engine: AsyncEngine, schema: str, count: int) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                f'INSERT INTO "{schema}".members (id, external_id, attributes, status) '
-                "SELECT 'mem_b' || lpad(g::text, 6, '0'), 'b' || g, '{}', 'active' "
-                "FROM generate_series(1, :n) g"
-            ),
-            {"n": count},
-        )
-        await conn.execute(
-            text(
-                f'INSERT INTO "{schema}".balances (member_id, point_type) '
-                f"SELECT id, 'points' FROM \"{schema}\".members"
-            )
-        )
 
 
 def _pgbench(url: str, schema: str, script: str, seconds: float) -> float:
@@ -109,9 +67,9 @@ def _pgbench(url: str, schema: str, script: str, seconds: float) -> float:
 
 
 async def _sweep(engine: AsyncEngine, lots: int) -> float:
-    schema, _ = await _tenant(engine, "Sweep bench")
+    _, schema, _ = await new_tenant(engine, "Sweep bench")
     members = max(1, lots // 100)
-    await _seed_members(engine, schema, members)
+    await seed_members(engine, schema, members)
     async with engine.begin() as conn:
         s = f'"{schema}"'
         await conn.execute(
@@ -146,111 +104,16 @@ async def _sweep(engine: AsyncEngine, lots: int) -> float:
 
 
 async def main() -> None:
-    base = ensure_services(Settings.from_env())
-    name = f"pointsmall_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_pooled_engine(base.async_database_url, isolation_level="AUTOCOMMIT", pool_size=1)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base.async_database_url).set(database=name)
-    async_url = url.render_as_string(hide_password=False)
-    libpq_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    engine = create_pooled_engine(async_url, pool_size=4)
-    server = None
-    try:
-        await _migrate(Settings(database_url=async_url, redis_url=base.redis_url), 4)
-        schema, key = await _tenant(engine, "Ledger bench")
-        await _seed_members(engine, schema, MEMBERS)
-
-        port = _free_port()
-        env = os.environ | {
-            "DATABASE_URL": libpq_url,
-            "PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": "1",
-            "DB_POOL_SIZE": "32",
-            "DB_MAX_OVERFLOW": "0",
-        }
-        server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pointsmall",
-            "serve",
-            env=env,
-            start_new_session=True,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        auth = {"Authorization": f"Bearer {key}"}
-        host = f"127.0.0.1:{port}"
-
-        def earn(n: int) -> bytes:
-            member = f"mem_b{(n * 7919) % MEMBERS + 1:06d}"
-            body = msgspec.json.encode({"member_id": member, "points": 10, "reason": "bench"})
-            return post_request(host, "/v1/points/earn", body, auth)
-
-        a = await run_load("127.0.0.1", port, earn, connections=CONNECTIONS, seconds=SECONDS)
-        assert set(a.statuses) == {201}, a.statuses
-        print(
-            f"(a) HTTP earn: {a.rps:.0f}/s, p50 {a.p50:.2f} ms, p99 {a.percentile(0.99):.2f} ms",
-            flush=True,
-        )
-
-        def earn_keyed(n: int) -> bytes:
-            member = f"mem_b{(n * 7919) % MEMBERS + 1:06d}"
-            body = msgspec.json.encode({"member_id": member, "points": 10, "reason": "bench"})
-            return post_request(
-                host,
-                "/v1/points/earn",
-                body,
-                auth | {"Idempotency-Key": f"k{n}-{uuid.uuid4().hex}"},
-            )
-
-        keyed = await run_load(
-            "127.0.0.1", port, earn_keyed, connections=CONNECTIONS, seconds=SECONDS
-        )
-        print(f"(a+) HTTP earn with Idempotency-Key: {keyed.rps:.0f}/s", flush=True)
-
-        hot = "mem_b000001"
-        seed = msgspec.json.encode({"member_id": hot, "points": 10**9, "reason": "seed"})
-        await run_load(
-            "127.0.0.1",
-            port,
-            lambda n: post_request(host, "/v1/points/earn", seed, auth),
-            connections=1,
-            seconds=0.01,
-            warmup=0,
-        )
-        spend_body = msgspec.json.encode({"member_id": hot, "points": 1, "reason": "bench"})
-        d = await run_load(
-            "127.0.0.1",
-            port,
-            lambda n: post_request(host, "/v1/points/spend", spend_body, auth),
-            connections=CONNECTIONS,
-            seconds=SECONDS,
-        )
-        assert set(d.statuses) == {201}, d.statuses
-        print(
-            f"(d) HTTP spends on one hot member: {d.rps:.0f}/s, p99 {d.percentile(0.99):.2f} ms",
-            flush=True,
-        )
-
-        os.killpg(server.pid, signal.SIGINT)
-        await server.wait()
-        server = None
-
-        b = _pgbench(libpq_url, schema, "ledger_statements.sql", SECONDS)
+    async with bench_database() as db:
+        _, schema, key = await new_tenant(db.engine, "Ledger bench")
+        await seed_members(db.engine, schema, MEMBERS)
+        async with api_server(db, DB_POOL_SIZE="32", DB_MAX_OVERFLOW="0") as port:
+            a, keyed, d = await _http_figures(port, key)
+        b = _pgbench(db.libpq_url, schema, "ledger_statements.sql", SECONDS)
         print(f"(b) pgbench, earn as 8 plain statements: {b:.0f} tps", flush=True)
-        c = _pgbench(libpq_url, schema, "ledger_function.sql", SECONDS)
+        c = _pgbench(db.libpq_url, schema, "ledger_function.sql", SECONDS)
         print(f"(c') pgbench, earn as one function call: {c:.0f} tps", flush=True)
-        sweep = await _sweep(engine, LOTS)
-
+        sweep = await _sweep(db.engine, LOTS)
         print(
             json.dumps(
                 {
@@ -267,14 +130,53 @@ async def main() -> None:
                 }
             )
         )
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGINT)
-            await server.wait()
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+
+
+async def _http_figures(port: int, key: str) -> tuple[LoadResult, LoadResult, LoadResult]:
+    """(a) earns, (a+) earns with Idempotency-Key, (d) spends on one hot member."""
+    auth = {"Authorization": f"Bearer {key}"}
+    host = f"127.0.0.1:{port}"
+
+    def earn(n: int, keyed: bool = False) -> bytes:
+        member = f"mem_b{(n * 7919) % MEMBERS + 1:025d}"
+        body = msgspec.json.encode({"member_id": member, "points": 10, "reason": "bench"})
+        headers = auth | ({"Idempotency-Key": f"k{n}-{uuid.uuid4().hex}"} if keyed else {})
+        return post_request(host, "/v1/points/earn", body, headers)
+
+    a = await run_load("127.0.0.1", port, earn, connections=CONNECTIONS, seconds=SECONDS)
+    assert set(a.statuses) == {201}, a.statuses
+    print(
+        f"(a) HTTP earn: {a.rps:.0f}/s, p50 {a.p50:.2f} ms, p99 {a.percentile(0.99):.2f} ms",
+        flush=True,
+    )
+    keyed = await run_load(
+        "127.0.0.1", port, lambda n: earn(n, True), connections=CONNECTIONS, seconds=SECONDS
+    )
+    print(f"(a+) HTTP earn with Idempotency-Key: {keyed.rps:.0f}/s", flush=True)
+    hot = f"mem_b{1:025d}"
+    seed = msgspec.json.encode({"member_id": hot, "points": 10**9, "reason": "seed"})
+    await run_load(
+        "127.0.0.1",
+        port,
+        lambda n: post_request(host, "/v1/points/earn", seed, auth),
+        connections=1,
+        seconds=0.01,
+        warmup=0,
+    )
+    spend_body = msgspec.json.encode({"member_id": hot, "points": 1, "reason": "bench"})
+    d = await run_load(
+        "127.0.0.1",
+        port,
+        lambda n: post_request(host, "/v1/points/spend", spend_body, auth),
+        connections=CONNECTIONS,
+        seconds=SECONDS,
+    )
+    assert set(d.statuses) == {201}, d.statuses
+    print(
+        f"(d) HTTP spends on one hot member: {d.rps:.0f}/s, p99 {d.percentile(0.99):.2f} ms",
+        flush=True,
+    )
+    return a, keyed, d
 
 
 if __name__ == "__main__":

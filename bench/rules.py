@@ -5,8 +5,6 @@ those 10 rules). The last line printed is one JSON object with the figures."""
 import asyncio
 import json
 import os
-import signal
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -14,15 +12,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import msgspec
-from sqlalchemy import make_url, text
 
-from bench.ledger import _free_port, _seed_members, _tenant
+from bench.harness import api_server, bench_database, new_tenant, seed_members
 from bench.loadgen import post_request, run_load
-from pointsmall.cli import _migrate
-from pointsmall.embedded import ensure_services
 from pointsmall.rules import engine, schemas
-from pointsmall.settings import Settings
-from pointsmall_tenants import create_pooled_engine
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 MEMBERS = 1000
@@ -113,92 +106,52 @@ async def main() -> None:
     alone = _evaluator_alone(rules)
     print(f"evaluator alone, 10 matching rules: {alone:.0f} events/s on one core", flush=True)
 
-    base = ensure_services(Settings.from_env())
-    name = f"pointsmall_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_pooled_engine(base.async_database_url, isolation_level="AUTOCOMMIT", pool_size=1)
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base.async_database_url).set(database=name)
-    async_url = url.render_as_string(hide_password=False)
-    libpq_url = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    db = create_pooled_engine(async_url, pool_size=2)
-    server = None
-    try:
-        await _migrate(Settings(database_url=async_url, redis_url=base.redis_url), 4)
-        schema, key = await _tenant(db, "Rules bench")
-        await _seed_members(db, schema, MEMBERS)
-        port = _free_port()
-        env = os.environ | {
-            "DATABASE_URL": libpq_url,
-            "PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": "1",
-            "DB_POOL_SIZE": "32",
-            "DB_MAX_OVERFLOW": "0",
-        }
-        server = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pointsmall",
-            "serve",
-            env=env,
-            start_new_session=True,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        auth = {"Authorization": f"Bearer {key}"}
-        transport = httpx.AsyncHTTPTransport(retries=20)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=auth, transport=transport
-        ) as http:
-            for rule in rules:
-                (await http.post("/v1/rules", json=rule)).raise_for_status()
-        host = f"127.0.0.1:{port}"
-        now = datetime.now(UTC).isoformat()
+    async with bench_database(pool_size=2) as db:
+        _, schema, key = await new_tenant(db.engine, "Rules bench")
+        await seed_members(db.engine, schema, MEMBERS)
+        async with api_server(db, DB_POOL_SIZE="32", DB_MAX_OVERFLOW="0") as port:
+            auth = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=auth) as http:
+                for rule in rules:
+                    (await http.post("/v1/rules", json=rule)).raise_for_status()
+            host = f"127.0.0.1:{port}"
+            now = datetime.now(UTC).isoformat()
 
-        def event(n: int) -> bytes:
-            body = msgspec.json.encode(
-                {
-                    "type": "order.paid",
-                    "member_id": f"mem_b{(n * 7919) % MEMBERS + 1:06d}",
-                    "occurred_at": now,
-                    "data": {
-                        "order_id": f"o{n}-{uuid.uuid4().hex[:8]}",
-                        "total": 123.45,
-                        "category": "electronics",
-                        "items": [{"sku": "a"}],
-                    },
-                }
-            )
-            return post_request(host, "/v1/events", body, auth)
+            def event(n: int) -> bytes:
+                body = msgspec.json.encode(
+                    {
+                        "type": "order.paid",
+                        "member_id": f"mem_b{(n * 7919) % MEMBERS + 1:025d}",
+                        "occurred_at": now,
+                        "data": {
+                            "order_id": f"o{n}-{uuid.uuid4().hex[:8]}",
+                            "total": 123.45,
+                            "category": "electronics",
+                            "items": [{"sku": "a"}],
+                        },
+                    }
+                )
+                return post_request(host, "/v1/events", body, auth)
 
-        result = await run_load("127.0.0.1", port, event, connections=32, seconds=SECONDS)
-        assert set(result.statuses) == {201}, result.statuses
-        print(
-            f"POST /v1/events (10 of 50 rules match, 10 credits each): {result.rps:.0f}/s, "
-            f"p50 {result.p50:.1f} ms, p99 {result.percentile(0.99):.1f} ms",
-            flush=True,
+            result = await run_load("127.0.0.1", port, event, connections=32, seconds=SECONDS)
+    assert set(result.statuses) == {201}, result.statuses
+    print(
+        f"POST /v1/events (10 of 50 rules match, 10 credits each): {result.rps:.0f}/s, "
+        f"p50 {result.p50:.1f} ms, p99 {result.percentile(0.99):.1f} ms",
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "evaluator_events_per_s_one_core": round(alone),
+                "events_rps": round(result.rps),
+                "events_p50_ms": round(result.p50, 2),
+                "events_p99_ms": round(result.percentile(0.99), 2),
+                "rules_active": 50,
+                "rules_matching": 10,
+            }
         )
-        print(
-            json.dumps(
-                {
-                    "evaluator_events_per_s_one_core": round(alone),
-                    "events_rps": round(result.rps),
-                    "events_p50_ms": round(result.p50, 2),
-                    "events_p99_ms": round(result.percentile(0.99), 2),
-                    "rules_active": 50,
-                    "rules_matching": 10,
-                }
-            )
-        )
-    finally:
-        if server is not None and server.returncode is None:
-            os.killpg(server.pid, signal.SIGINT)
-            await server.wait()
-        await db.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    )
 
 
 if __name__ == "__main__":
