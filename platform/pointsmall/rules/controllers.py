@@ -14,6 +14,16 @@ from pointsmall.rules import schemas, services
 AuthRequest = Request[Principal, str, Any]
 
 
+async def _record(request: AuthRequest, event: schemas.EventCreate) -> Response[schemas.EventOut]:
+    """Record an event; a duplicate answers 200 with the first answer."""
+    idem: Idempotency = request.state.get("idempotency") or Idempotency()
+    out, replayed = await services.record_event(
+        request.app.state.hot_pool, request.user.schema, event, idempotency_key=idem.key
+    )
+    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    return Response(out, status_code=200 if replayed else 201, headers=headers)
+
+
 class RuleController(Controller):
     path = "/rules"
     tags = ["Rules"]
@@ -104,15 +114,7 @@ class EventController(Controller):
     ) -> Response[schemas.EventOut]:
         """Record an event; the rules turn it into points. The same order id (or
         Idempotency-Key) again returns the first answer and credits nothing more."""
-        idem: Idempotency = request.state.get("idempotency") or Idempotency()
-        out, replayed = await services.record_event(
-            request.app.state.hot_pool, request.user.schema, data, idempotency_key=idem.key
-        )
-        return Response(
-            out,
-            status_code=200 if replayed else 201,
-            headers={REPLAYED_HEADER: "true"} if replayed else {},
-        )
+        return await _record(request, data)
 
 
 class CheckInController(Controller):
@@ -136,15 +138,7 @@ class CheckInController(Controller):
             member_id=data.member_id,
             member_external_id=data.member_external_id,
         )
-        idem: Idempotency = request.state.get("idempotency") or Idempotency()
-        out, replayed = await services.record_event(
-            request.app.state.hot_pool, request.user.schema, event, idempotency_key=idem.key
-        )
-        return Response(
-            out,
-            status_code=200 if replayed else 201,
-            headers={REPLAYED_HEADER: "true"} if replayed else {},
-        )
+        return await _record(request, event)
 
 
 class TierController(Controller):
