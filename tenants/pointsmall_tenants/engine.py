@@ -17,6 +17,7 @@ def create_pooled_engine(
     max_overflow: int = 10,
     recycle_seconds: int = 600,
     recycle_uses: int = 5000,
+    statement_cache_size: int = 1000,
     **kwargs: Any,
 ) -> AsyncEngine:
     """An async engine whose connections are retired by age and by number of checkouts.
@@ -24,6 +25,10 @@ def create_pooled_engine(
     A Postgres backend's relation cache grows with every tenant schema it touches (about
     0.4 MB a tenant), so a long-lived connection serving thousands of tenants grows to
     gigabytes. Retiring connections after `recycle_uses` checkouts bounds that.
+
+    With `schema_translate_map` every tenant's statements are distinct SQL, so each tenant
+    needs its own prepared statements: the driver's cache (100 by default) is raised so a
+    connection serving many tenants does not re-prepare on nearly every request.
     """
     engine = create_async_engine(
         url,
@@ -31,6 +36,8 @@ def create_pooled_engine(
         max_overflow=max_overflow,
         pool_recycle=recycle_seconds,
         pool_pre_ping=False,
+        connect_args={"prepared_statement_cache_size": statement_cache_size}
+        | kwargs.pop("connect_args", {}),
         **kwargs,
     )
     _retire_after_uses(engine.sync_engine, recycle_uses)

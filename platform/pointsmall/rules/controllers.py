@@ -9,7 +9,7 @@ from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
-from pointsmall.rules import schemas, services
+from pointsmall.rules import events, schemas, services
 
 AuthRequest = Request[Principal, str, Any]
 
@@ -17,7 +17,7 @@ AuthRequest = Request[Principal, str, Any]
 async def _record(request: AuthRequest, event: schemas.EventCreate) -> Response[schemas.EventOut]:
     """Record an event; a duplicate answers 200 with the first answer."""
     idem: Idempotency = request.state.get("idempotency") or Idempotency()
-    out, replayed = await services.record_event(
+    out, replayed = await events.record_event(
         request.app.state.hot_pool, request.user.schema, event, idempotency_key=idem.key
     )
     headers = {REPLAYED_HEADER: "true"} if replayed else {}
@@ -78,7 +78,7 @@ class RuleController(Controller):
         self, request: AuthRequest, data: JSONBody[schemas.SimulateRequest]
     ) -> schemas.SimulateOut:
         """Judge an event against the live rules, or one draft, without writing anything."""
-        return await services.simulate(request.app.state.hot_pool, request.user.schema, data)
+        return await events.simulate(request.app.state.hot_pool, request.user.schema, data)
 
 
 class BacktestController(Controller):
@@ -96,7 +96,7 @@ class BacktestController(Controller):
     ) -> schemas.BacktestOut:
         """What a draft rule would have issued, per day, over the stored events of a period,
         and the liability it would have added. Writes nothing."""
-        return await services.backtest(request.app.state.hot_pool, request.user.schema, data)
+        return await events.backtest(request.app.state.hot_pool, request.user.schema, data)
 
 
 class EventController(Controller):
