@@ -39,7 +39,7 @@ from pointsmall.rules.controllers import (
 from pointsmall.settings import Settings
 from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
-from pointsmall_tenants import create_pooled_engine
+from pointsmall_tenants import TenantAffineEngines, create_pooled_engine
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -59,10 +59,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
             default_queue_name=settings.queue_name,
         )
+        tenant_engines = TenantAffineEngines(
+            settings.async_database_url,
+            shards=settings.db_pool_shards,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            recycle_seconds=settings.db_recycle_seconds,
+            recycle_uses=settings.db_recycle_uses,
+        )
         hot_pool = await create_hot_pool(settings)
         app.state.update(
             settings=settings,
             engine=engine,
+            tenant_engines=tenant_engines,
             hot_pool=hot_pool,
             redis=redis,
             migrations=tenant_migrations(),
@@ -72,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await hot_pool.close()
+            await tenant_engines.dispose()
             await redis.aclose()
             await engine.dispose()
 

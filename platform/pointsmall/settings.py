@@ -26,6 +26,9 @@ class Settings:
     # every tenant schema it touches.
     db_recycle_seconds: int = 600
     db_recycle_uses: int = 2000
+    # Tenant-scoped sessions use this many sub-pools, each serving a fixed share of the
+    # tenants, so a backend's catalog caches stay warm and small (see TenantAffineEngines).
+    db_pool_shards: int = 4
     migrate_concurrency: int = 4
     max_body_bytes: int = 1_048_576
     idempotency_ttl_hours: int = 24
@@ -50,6 +53,7 @@ class Settings:
             db_max_overflow=_int("DB_MAX_OVERFLOW", 10),
             db_recycle_seconds=_int("DB_RECYCLE_SECONDS", 600),
             db_recycle_uses=_int("DB_RECYCLE_USES", 2000),
+            db_pool_shards=_int("DB_POOL_SHARDS", 4),
             migrate_concurrency=_int("MIGRATE_CONCURRENCY", 4),
             max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
             idempotency_ttl_hours=_int("IDEMPOTENCY_TTL_HOURS", 24),

@@ -3,7 +3,7 @@
 A general library: nothing here knows what the tenants do with their schemas.
 """
 
-from pointsmall_tenants.engine import create_pooled_engine, tenant_bind
+from pointsmall_tenants.engine import TenantAffineEngines, create_pooled_engine, tenant_bind
 from pointsmall_tenants.migrations import FanOutFailed, FanOutReport, SchemaMigrations
 from pointsmall_tenants.naming import InvalidSchemaName, schema_for_tenant, validate_schema_name
 from pointsmall_tenants.registry import TENANTS_SCHEMA, tenants_table
@@ -14,6 +14,7 @@ __all__ = [
     "FanOutReport",
     "InvalidSchemaName",
     "SchemaMigrations",
+    "TenantAffineEngines",
     "create_pooled_engine",
     "schema_for_tenant",
     "tenant_bind",

@@ -118,7 +118,7 @@ async def test_interleaved_tenants_on_a_pool_of_one(
     await a.http.post("/v1/members", json={"external_id": "only-a"})
     await b.http.post("/v1/members", json={"external_id": "only-b"})
     async with (
-        serving(replace(settings, db_pool_size=1, db_max_overflow=0)) as url,
+        serving(replace(settings, db_pool_size=1, db_max_overflow=0, db_pool_shards=1)) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as http,
     ):
 

@@ -130,7 +130,9 @@ class UnitOfWorkMiddleware:
             return
         method = str(scope.get("method"))
         principal: Principal = scope["user"]
-        db = TenantDb(scope["app"].state.engine, principal.schema)
+        db = TenantDb(
+            scope["app"].state.tenant_engines.for_schema(principal.schema), principal.schema
+        )
         scope.setdefault("state", {})["tenant_db"] = db
         key = MutableScopeHeaders(scope).get("idempotency-key") if method == "POST" else None
         try:
