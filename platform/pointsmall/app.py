@@ -25,6 +25,7 @@ from pointsmall.ledger.controllers import (
     PointTypeController,
     TransactionController,
 )
+from pointsmall.mall.controllers import OrderController, ProductController
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TierController,
             MemberTierController,
             BacktestController,
+            ProductController,
+            OrderController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

@@ -12,6 +12,7 @@ from pointsmall.ledger.models import (
     PointType,
     Posting,
 )
+from pointsmall.mall.models import Order, OrderLine, Product
 from pointsmall.members.models import Member
 from pointsmall.rules.models import (
     CheckIn,
@@ -36,9 +37,12 @@ __all__ = [
     "LotDraw",
     "Member",
     "MemberTier",
+    "Order",
+    "OrderLine",
     "OutboxEvent",
     "PointType",
     "Posting",
+    "Product",
     "Rule",
     "RuleAward",
     "RuleVersion",

@@ -1,0 +1,137 @@
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from pointsmall.auth.middleware import requires
+from pointsmall.auth.principal import Principal
+from pointsmall.deps import Session
+from pointsmall.errors import problem_responses
+from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
+from pointsmall.mall import schemas, services
+from pointsmall.pagination import Limit, StartingAfter
+from pointsmall.schemas import Page
+
+AuthRequest = Request[Principal, str, Any]
+Points = Annotated[int | None, QueryParameter(ge=0)]
+
+
+class ProductController(Controller):
+    path = "/products"
+    tags = ["Mall"]
+
+    @get("/", guards=[requires("catalog:read")], responses=problem_responses(401, 403, 422))
+    async def list_products(
+        self,
+        session: Session,
+        limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        category: FromQuery[str | None] = None,
+        kind: FromQuery[schemas.ProductKind | None] = None,
+        min_points: Points = None,
+        max_points: Points = None,
+        available: FromQuery[bool] = False,
+    ) -> Page[schemas.Product]:
+        """Products, newest first; filter by category, kind, points range, and (`available`)
+        what can be redeemed now."""
+        return await services.list_products(
+            session,
+            limit=limit,
+            starting_after=starting_after,
+            category=category,
+            kind=kind,
+            min_points=min_points,
+            max_points=max_points,
+            available_only=available,
+        )
+
+    @post("/", guards=[requires("catalog:write")], responses=problem_responses(401, 403, 422))
+    async def create_product(
+        self, session: Session, data: JSONBody[schemas.ProductCreate]
+    ) -> schemas.Product:
+        return await services.create_product(session, data)
+
+    @get(
+        "/{product_id:str}",
+        guards=[requires("catalog:read")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def get_product(self, session: Session, product_id: FromPath[str]) -> schemas.Product:
+        return await services.get_product(session, product_id)
+
+    @patch(
+        "/{product_id:str}",
+        guards=[requires("catalog:write")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_product(
+        self, session: Session, product_id: FromPath[str], data: JSONBody[schemas.ProductUpdate]
+    ) -> schemas.Product:
+        return await services.update_product(session, product_id, data)
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["Mall"]
+
+    @post(
+        "/",
+        guards=[requires("orders:write")],
+        opt=NATIVE,
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def place(
+        self, request: AuthRequest, data: JSONBody[schemas.OrderCreate]
+    ) -> Response[schemas.Order]:
+        """Redeem points: stock is reserved and points debited in one transaction, or
+        nothing happens (409 `out_of_stock`, `insufficient_points`, `limit_exceeded`, …)."""
+        idem: Idempotency = request.state.get("idempotency") or Idempotency()
+        order, replayed = await services.place_order(
+            request.app.state.hot_pool,
+            request.user.schema,
+            data,
+            granted_by=request.user.credential_id,
+            idem=idem,
+        )
+        return Response(
+            order, status_code=201, headers={REPLAYED_HEADER: "true"} if replayed else {}
+        )
+
+    @get(
+        "/{order_id:str}",
+        guards=[requires("points:read")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def get_order(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
+        return await services.get_order(request.app.state.hot_pool, request.user.schema, order_id)
+
+    @post(
+        "/{order_id:str}/cancel",
+        status_code=200,
+        guards=[requires("orders:write")],
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def cancel(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
+        """Cancel before fulfilment: points and stock come back (after it: 409 invalid_order_state)."""
+        return await services.transition(
+            request.app.state.hot_pool,
+            request.user.schema,
+            order_id,
+            "cancel",
+            granted_by=request.user.credential_id,
+        )
+
+    @post(
+        "/{order_id:str}/fulfill",
+        status_code=200,
+        guards=[requires("orders:write")],
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def fulfill(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
+        return await services.transition(
+            request.app.state.hot_pool,
+            request.user.schema,
+            order_id,
+            "fulfill",
+            granted_by=request.user.credential_id,
+        )

@@ -1,0 +1,69 @@
+"""The mall: products members redeem points for, and the orders that redeem them."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pointsmall.db import TenantBase, Timestamps
+
+
+class Product(Timestamps, TenantBase):
+    __tablename__ = "products"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # physical | virtual | coupon | service
+    category: Mapped[str | None] = mapped_column(String(100), index=True)
+    points_price: Mapped[int] = mapped_column(BigInteger)
+    cash_price: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    stock: Mapped[int | None] = mapped_column(BigInteger)  # None: unlimited
+    per_member_limit: Mapped[int | None] = mapped_column(Integer)
+    per_period_limit: Mapped[int | None] = mapped_column(Integer)
+    limit_period: Mapped[str | None] = mapped_column(String(8))  # day | week | month
+    tiers: Mapped[list[str] | None] = mapped_column(ARRAY(String(40)))  # None: everyone
+    available_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    available_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    images: Mapped[list[str]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16))  # draft | active | archived
+
+    __table_args__ = (CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),)
+
+
+class Order(Timestamps, TenantBase):
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    # pending_payment -> confirmed -> fulfilled; cancelled; refunded
+    status: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    spend_transaction: Mapped[str | None] = mapped_column(String(40))
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_orders_member_id_id", "member_id", "id"),)
+
+
+class OrderLine(TenantBase):
+    __tablename__ = "order_lines"
+
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True, index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)  # for the line: unit price x quantity
