@@ -25,7 +25,7 @@ from pointsmall.ledger.controllers import (
     PointTypeController,
     TransactionController,
 )
-from pointsmall.mall.controllers import OrderController, ProductController
+from pointsmall.mall.controllers import CouponController, OrderController, ProductController
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BacktestController,
             ProductController,
             OrderController,
+            CouponController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

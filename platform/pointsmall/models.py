@@ -12,7 +12,7 @@ from pointsmall.ledger.models import (
     PointType,
     Posting,
 )
-from pointsmall.mall.models import Order, OrderLine, Product
+from pointsmall.mall.models import Coupon, Order, OrderLine, Product
 from pointsmall.members.models import Member
 from pointsmall.rules.models import (
     CheckIn,
@@ -30,6 +30,7 @@ __all__ = [
     "ApiKey",
     "Balance",
     "CheckIn",
+    "Coupon",
     "Event",
     "IdempotencyKey",
     "LedgerTransaction",

@@ -135,3 +135,30 @@ class OrderController(Controller):
             "fulfill",
             granted_by=request.user.credential_id,
         )
+
+
+class CouponController(Controller):
+    path = "/coupons/{code:str}"
+    tags = ["Mall"]
+
+    @get("/", guards=[requires("orders:write")], responses=problem_responses(401, 403, 404))
+    async def validate(self, request: AuthRequest, code: FromPath[str]) -> schemas.CouponOut:
+        """Check a code at checkout: valid, redeemed or expired."""
+        return await services.get_coupon(request.app.state.hot_pool, request.user.schema, code)
+
+    @post(
+        "/redeem",
+        status_code=200,
+        guards=[requires("orders:write")],
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def redeem(
+        self,
+        request: AuthRequest,
+        code: FromPath[str],
+        data: JSONBody[schemas.CouponRedeem | None] = None,
+    ) -> schemas.CouponOut:
+        """Use a code once; 409 `coupon_redeemed` or `coupon_expired` otherwise."""
+        return await services.redeem_coupon(
+            request.app.state.hot_pool, request.user.schema, code, data or schemas.CouponRedeem()
+        )

@@ -42,6 +42,9 @@ class Product(Timestamps, TenantBase):
     available_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     images: Mapped[list[str]] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(16))  # draft | active | archived
+    # Coupons: what each issued code is worth, and for how many days it can be redeemed.
+    coupon_value: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    coupon_valid_days: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),)
 
@@ -67,3 +70,19 @@ class OrderLine(TenantBase):
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True, index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     points: Mapped[int] = mapped_column(BigInteger)  # for the line: unit price x quantity
+
+
+class Coupon(TenantBase):
+    """A single-use code issued by a coupon product's order, redeemed at the merchant's checkout."""
+
+    __tablename__ = "coupons"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    member_id: Mapped[str] = mapped_column(String(40))
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    redeemed_reference: Mapped[str | None] = mapped_column(String(255))

@@ -34,6 +34,12 @@ class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
     available_until: AwareTime | None = None
     images: Annotated[list[Url], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
     status: ProductStatus = "active"
+    # For kind `coupon`: each code's value (in `currency`) and how many days it stays valid.
+    coupon_value: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,10}(\.[0-9]{1,4})?$")] | None = (
+        None
+    )
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] | None = None
+    coupon_valid_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] | None = None
 
 
 class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -96,4 +102,23 @@ class Order(msgspec.Struct):
     lines: list[OrderLine]
     spend_transaction: str | None
     created_at: datetime
+    coupons: list[str] = msgspec.field(default_factory=list)
     object: str = "order"
+
+
+class CouponOut(msgspec.Struct):
+    code: str
+    status: Literal["valid", "redeemed", "expired"]
+    product_id: str
+    member_id: str
+    value: str | None
+    currency: str | None
+    expires_at: datetime
+    redeemed_at: datetime | None
+    object: str = "coupon"
+
+
+class CouponRedeem(msgspec.Struct, forbid_unknown_fields=True):
+    reference: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00]*$")] | None
+    ) = None

@@ -1,8 +1,10 @@
 """Catalog CRUD (SQLAlchemy) and redemption orders (one transaction on the driver pool:
 member lock, checks, stock reservation and the ledger debit succeed or fail together)."""
 
+import secrets
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -52,7 +54,13 @@ async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> 
                 )
             ]
         )
-    row = models.Product(id=new_id("prod"), **msgspec.structs.asdict(data))
+    if data.kind == "coupon" and data.coupon_valid_days is None:
+        raise InvalidInput(
+            errors=[FieldError(field="coupon_valid_days", message="required for coupons")]
+        )
+    fields = msgspec.structs.asdict(data)
+    fields["coupon_value"] = Decimal(data.coupon_value) if data.coupon_value else None
+    row = models.Product(id=new_id("prod"), **fields)
     session.add(row)
     await session.flush()
     await session.refresh(row)
@@ -214,13 +222,91 @@ async def place_order(
             f"UPDATE {s}.orders SET spend_transaction = $2 WHERE id = $1", order_id, transaction_id
         )
         created = await conn.fetchval(f"SELECT created_at FROM {s}.orders WHERE id = $1", order_id)
+        coupons = await _issue_coupons(conn, s, order_id, member["id"], lines)
         out = schemas.Order(
-            order_id, member["id"], "confirmed", total, lines, transaction_id, created
+            order_id, member["id"], "confirmed", total, lines, transaction_id, created, coupons
         )
         body = msgspec.json.encode(out).decode()
         await conn.execute(f"SELECT {s}.ledger_event('order.created', $1::jsonb)", body)
         await conn.execute(f"SELECT {s}.ledger_store_key($1, 201, $2::jsonb)", idem.key, body)
     return out, False
+
+
+_COUPON_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
+
+
+def new_coupon_code() -> str:
+    """20 characters of 5 bits each: 100 bits from the OS's CSPRNG."""
+    return "".join(secrets.choice(_COUPON_ALPHABET) for _ in range(20))
+
+
+async def _issue_coupons(
+    conn: Any, s: str, order_id: str, member_id: str, lines: list[schemas.OrderLine]
+) -> list[str]:
+    codes: list[str] = []
+    for line in lines:
+        product = await conn.fetchrow(
+            f"SELECT kind, coupon_value, currency, coupon_valid_days FROM {s}.products WHERE id = $1",
+            line.product_id,
+        )
+        if product["kind"] != "coupon":
+            continue
+        for _ in range(line.quantity):
+            code = new_coupon_code()
+            await conn.execute(
+                f"INSERT INTO {s}.coupons (code, order_id, product_id, member_id, value, currency, expires_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(days => $7))",
+                code,
+                order_id,
+                line.product_id,
+                member_id,
+                product["coupon_value"],
+                product["currency"],
+                product["coupon_valid_days"],
+            )
+            codes.append(code)
+    return codes
+
+
+def _coupon(row: asyncpg.Record, now: datetime) -> schemas.CouponOut:
+    status: Literal["valid", "redeemed", "expired"] = (
+        "redeemed" if row["redeemed_at"] else "expired" if row["expires_at"] <= now else "valid"
+    )
+    return schemas.CouponOut(
+        code=row["code"],
+        status=status,
+        product_id=row["product_id"],
+        member_id=row["member_id"],
+        value=str(row["value"]) if row["value"] is not None else None,
+        currency=row["currency"],
+        expires_at=row["expires_at"],
+        redeemed_at=row["redeemed_at"],
+    )
+
+
+async def get_coupon(pool: asyncpg.Pool, schema: str, code: str) -> schemas.CouponOut:
+    s = f'"{validate_schema_name(schema)}"'
+    row = await pool.fetchrow(f"SELECT * FROM {s}.coupons WHERE code = $1", code.upper())
+    if row is None:
+        raise NotFound("No such coupon.")
+    return _coupon(row, datetime.now(UTC))
+
+
+async def redeem_coupon(
+    pool: asyncpg.Pool, schema: str, code: str, data: schemas.CouponRedeem
+) -> schemas.CouponOut:
+    """Single use: one conditional UPDATE, so of concurrent redemptions exactly one wins."""
+    s = f'"{validate_schema_name(schema)}"'
+    row = await pool.fetchrow(
+        f"UPDATE {s}.coupons SET redeemed_at = now(), redeemed_reference = $2"
+        " WHERE code = $1 AND redeemed_at IS NULL AND expires_at > now() RETURNING *",
+        code.upper(),
+        data.reference,
+    )
+    if row is not None:
+        return _coupon(row, datetime.now(UTC))
+    current = await get_coupon(pool, schema, code)  # 404 when unknown
+    raise Conflict(f"The coupon is {current.status}.", code=f"coupon_{current.status}")
 
 
 async def _check_product(
@@ -270,6 +356,9 @@ async def _load_order(conn: Any, s: str, order_id: str) -> asyncpg.Record:
 
 
 async def _out(conn: Any, s: str, row: asyncpg.Record) -> schemas.Order:
+    coupons = await conn.fetch(
+        f"SELECT code FROM {s}.coupons WHERE order_id = $1 ORDER BY code", row["id"]
+    )
     lines = await conn.fetch(
         f"SELECT product_id, quantity, points FROM {s}.order_lines WHERE order_id = $1 ORDER BY product_id",
         row["id"],
@@ -282,6 +371,7 @@ async def _out(conn: Any, s: str, row: asyncpg.Record) -> schemas.Order:
         [schemas.OrderLine(r["product_id"], r["quantity"], r["points"]) for r in lines],
         row["spend_transaction"],
         row["created_at"],
+        [c["code"] for c in coupons],
     )
 
 
