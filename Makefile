@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger bench-rules migrate clean
+.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger bench-rules bench-mall migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ pytest: $(VENV)/.synced
 migrate: $(VENV)/.synced
 	$(BIN)/pointsmall migrate
 
-bench: bench-tenants bench-ledger bench-rules
+bench: bench-tenants bench-ledger bench-rules bench-mall
 
 bench-tenants: $(VENV)/.synced
 	$(BIN)/python -m bench.tenants
@@ -47,3 +47,6 @@ bench-ledger: $(VENV)/.synced
 
 bench-rules: $(VENV)/.synced
 	$(BIN)/python -m bench.rules
+
+bench-mall: $(VENV)/.synced
+	$(BIN)/python -m bench.mall
