@@ -19,6 +19,7 @@ from pointsmall.idempotency.middleware import Idempotency
 from pointsmall.ledger import models, schemas
 from pointsmall.members.services import get as get_member
 from pointsmall.pagination import newest_first, to_page
+from pointsmall.rules.models import MemberTier
 from pointsmall.schemas import Page
 from pointsmall_tenants import validate_schema_name
 
@@ -274,8 +275,6 @@ async def balance(
     ]
     if not any(b.point_type == "points" for b in balances):
         balances.insert(0, schemas.PointBalance("points", 0, 0, 0, []))
-    from pointsmall.rules.models import MemberTier
-
     tier = await session.scalar(
         select(MemberTier.tier_key).where(MemberTier.member_id == member.id)
     )

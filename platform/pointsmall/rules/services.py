@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import is_id, new_id
 from pointsmall.ledger.models import PointType
+from pointsmall.members.services import get as get_member
 from pointsmall.rules import engine, models, schemas
 from pointsmall.rules.events import TenantSql
 from pointsmall.rules.tiers import Tiers, tier_out
@@ -162,8 +163,6 @@ async def list_tiers(session: AsyncSession) -> list[schemas.TierOut]:
 
 
 async def tier_history(session: AsyncSession, member_id: str) -> list[schemas.TierChangeOut]:
-    from pointsmall.members.services import get as get_member
-
     member = await get_member(session, member_id)
     rows = await session.scalars(
         select(models.TierChange)
