@@ -20,3 +20,8 @@ def schema_for_tenant(tenant_id: str) -> str:
     """`ten_01jabc…` → `t_01jabc…`: the id's random part, lower-case alphanumerics only."""
     _, _, body = tenant_id.partition("_")
     return validate_schema_name(f"t_{body.lower()}")
+
+
+def quoted_schema(name: str) -> str:
+    """`"t_…"`, ready to prefix table and function names in raw SQL (validated first)."""
+    return f'"{validate_schema_name(name)}"'

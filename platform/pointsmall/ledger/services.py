@@ -21,7 +21,7 @@ from pointsmall.members.services import get as get_member
 from pointsmall.pagination import newest_first, to_page
 from pointsmall.rules.models import MemberTier
 from pointsmall.schemas import Page
-from pointsmall_tenants import validate_schema_name
+from pointsmall_tenants import quoted_schema
 
 _ERRORS: dict[str, ApiError] = {
     "insufficient_points": Conflict("Not enough available points.", code="insufficient_points"),
@@ -69,7 +69,7 @@ def decode_written(raw: str) -> Written:
 
 async def _call(pool: asyncpg.Pool, schema: str, function: str, *args: Any) -> Written:
     placeholders = ", ".join(f"${i}" for i in range(1, len(args) + 1))
-    sql = f'SELECT "{validate_schema_name(schema)}".{function}({placeholders})::text'
+    sql = f"SELECT {quoted_schema(schema)}.{function}({placeholders})::text"
     try:
         result = await pool.fetchval(sql, *args)
     except asyncpg.exceptions.RaiseError as exc:
@@ -211,12 +211,12 @@ async def reverse(
 
 async def sweep(pool: asyncpg.Pool, schema: str, now: datetime | None = None) -> tuple[int, int]:
     """Release matured pending lots, then expire what is due. Returns (released, expired)."""
-    name = validate_schema_name(schema)
+    name = quoted_schema(schema)
     async with pool.acquire() as conn, conn.transaction():
         released = await conn.fetchval(
-            f'SELECT "{name}".ledger_release(coalesce($1, now()), NULL)', now
+            f"SELECT {name}.ledger_release(coalesce($1, now()), NULL)", now
         )
-        expired = await conn.fetchval(f'SELECT "{name}".ledger_expire(coalesce($1, now()))', now)
+        expired = await conn.fetchval(f"SELECT {name}.ledger_expire(coalesce($1, now()))", now)
     return int(released), int(expired)
 
 
@@ -224,9 +224,9 @@ async def release(
     pool: asyncpg.Pool, schema: str, transaction_id: str, now: datetime | None = None
 ) -> int:
     """Release one earn's pending points now (point types with the `manual` policy)."""
-    name = validate_schema_name(schema)
+    name = quoted_schema(schema)
     released = await pool.fetchval(
-        f'SELECT "{name}".ledger_release(coalesce($1, now()), $2)', now, transaction_id
+        f"SELECT {name}.ledger_release(coalesce($1, now()), $2)", now, transaction_id
     )
     return int(released)
 

@@ -20,7 +20,8 @@ from pointsmall.mall import models, schemas
 from pointsmall.pagination import newest_first, to_page
 from pointsmall.rules.engine import windows
 from pointsmall.schemas import Page
-from pointsmall_tenants import validate_schema_name
+from pointsmall.tenancy.zone import tenant_zone
+from pointsmall_tenants import quoted_schema
 
 
 def _product(row: models.Product) -> schemas.Product:
@@ -142,7 +143,7 @@ async def place_order(
     granted_by: str,
     idem: Idempotency,
 ) -> tuple[schemas.Order, bool]:
-    s = f'"{validate_schema_name(schema)}"'
+    s = quoted_schema(schema)
     async with pool.acquire() as conn, conn.transaction():
         if idem.key is not None:
             replay = await conn.fetchval(
@@ -158,9 +159,7 @@ async def place_order(
         )
         if member is None:
             raise NotFound("No such member.")
-        zone = ZoneInfo(
-            await conn.fetchval(f"SELECT timezone FROM {s}.settings WHERE id = 1") or "UTC"
-        )
+        zone = await tenant_zone(conn, s)
         now = datetime.now(UTC)
         order_id = new_id("ord")
         lines: list[schemas.OrderLine] = []
@@ -285,7 +284,7 @@ def _coupon(row: asyncpg.Record, now: datetime) -> schemas.CouponOut:
 
 
 async def get_coupon(pool: asyncpg.Pool, schema: str, code: str) -> schemas.CouponOut:
-    s = f'"{validate_schema_name(schema)}"'
+    s = quoted_schema(schema)
     row = await pool.fetchrow(f"SELECT * FROM {s}.coupons WHERE code = $1", code.upper())
     if row is None:
         raise NotFound("No such coupon.")
@@ -296,7 +295,7 @@ async def redeem_coupon(
     pool: asyncpg.Pool, schema: str, code: str, data: schemas.CouponRedeem
 ) -> schemas.CouponOut:
     """Single use: one conditional UPDATE, so of concurrent redemptions exactly one wins."""
-    s = f'"{validate_schema_name(schema)}"'
+    s = quoted_schema(schema)
     row = await pool.fetchrow(
         f"UPDATE {s}.coupons SET redeemed_at = now(), redeemed_reference = $2"
         " WHERE code = $1 AND redeemed_at IS NULL AND expires_at > now() RETURNING *",
@@ -376,7 +375,7 @@ async def _out(conn: Any, s: str, row: asyncpg.Record) -> schemas.Order:
 
 
 async def get_order(pool: asyncpg.Pool, schema: str, order_id: str) -> schemas.Order:
-    s = f'"{validate_schema_name(schema)}"'
+    s = quoted_schema(schema)
     async with pool.acquire() as conn, conn.transaction():
         return await _out(conn, s, await _load_order(conn, s, order_id))
 
@@ -386,7 +385,7 @@ async def transition(
 ) -> schemas.Order:
     """`cancel` (confirmed or pending → cancelled: points and stock come back) or
     `fulfill` (confirmed → fulfilled). Anything else is 409 invalid_order_state."""
-    s = f'"{validate_schema_name(schema)}"'
+    s = quoted_schema(schema)
     allowed = {"cancel": ("pending_payment", "confirmed"), "fulfill": ("confirmed",)}[action]
     async with pool.acquire() as conn, conn.transaction():
         row = await _load_order(conn, s, order_id)

@@ -15,7 +15,8 @@ from pointsmall.ledger import services as ledger
 from pointsmall.ledger.schemas import Transaction
 from pointsmall.rules import engine, schemas
 from pointsmall.rules.tiers import Tiers
-from pointsmall_tenants import validate_schema_name
+from pointsmall.tenancy.zone import tenant_zone
+from pointsmall_tenants import quoted_schema
 
 
 def compiled(row: Any) -> engine.CompiledRule:
@@ -38,7 +39,7 @@ class TenantSql:
 
     def __init__(self, conn: Any, schema: str) -> None:
         self.conn = conn
-        self.s = f'"{validate_schema_name(schema)}"'
+        self.s = quoted_schema(schema)
 
     async def member(self, data: schemas.EventCreate, *, lock: bool) -> asyncpg.Record:
         if (data.member_id is None) == (data.member_external_id is None):
@@ -66,8 +67,7 @@ class TenantSql:
         return row
 
     async def zone(self) -> ZoneInfo:
-        name = await self.conn.fetchval(f"SELECT timezone FROM {self.s}.settings WHERE id = 1")
-        return ZoneInfo(name or "UTC")
+        return await tenant_zone(self.conn, self.s)
 
     async def rules(self, trigger: str) -> list[engine.CompiledRule]:
         rows = await self.conn.fetch(
