@@ -25,7 +25,12 @@ from pointsmall.ledger.controllers import (
     PointTypeController,
     TransactionController,
 )
-from pointsmall.mall.controllers import CouponController, OrderController, ProductController
+from pointsmall.mall.controllers import (
+    CategoryController,
+    CouponController,
+    OrderController,
+    ProductController,
+)
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import RequestIdMiddleware, configure_logging
@@ -40,6 +45,7 @@ from pointsmall.rules.controllers import (
 from pointsmall.settings import Settings
 from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
+from pointsmall.tenancy.settings_api import SettingsController
 from pointsmall_tenants import TenantAffineEngines, create_pooled_engine
 
 
@@ -101,6 +107,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TierController,
             MemberTierController,
             BacktestController,
+            SettingsController,
+            CategoryController,
             ProductController,
             OrderController,
             CouponController,

@@ -225,6 +225,7 @@ _STATUS_TITLES = {
     404: ("not_found", "No such object (or it belongs to another tenant)"),
     409: ("conflict", "Conflicts with the current state or an earlier request"),
     422: ("validation_error", "The body or query is invalid"),
+    502: ("payment_provider_error", "A payment provider failed; nothing changed"),
 }
 
 

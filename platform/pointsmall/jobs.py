@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.ledger import services as ledger
+from pointsmall.mall import orders
 from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas
@@ -61,6 +62,17 @@ async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
     return totals
 
 
+async def expire_unpaid_orders(ctx: dict[str, Any]) -> int:
+    """Every minute: orders whose payment window closed are cancelled; their points and
+    stock come back."""
+    async with AsyncSession(ctx["engine"]) as session:
+        schemas = await all_schemas(session)
+    cancelled = 0
+    for schema in schemas:
+        cancelled += await orders.expire_unpaid(ctx["hot_pool"], schema)
+    return cancelled
+
+
 async def review_tiers(ctx: dict[str, Any]) -> int:
     """Daily: members whose qualification window ended keep their tier or move down."""
     async with AsyncSession(ctx["engine"]) as session:
@@ -74,10 +86,11 @@ async def review_tiers(ctx: dict[str, Any]) -> int:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker`."""
     return {
-        "functions": [purge_idempotency_keys, sweep_points, review_tiers],
+        "functions": [purge_idempotency_keys, sweep_points, expire_unpaid_orders, review_tiers],
         "cron_jobs": [
             cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False),
             cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
+            cron(expire_unpaid_orders, second={30}, run_at_startup=True),
             cron(review_tiers, hour={0}, minute={17}, run_at_startup=False),
         ],
         "on_startup": startup,

@@ -1,38 +1,16 @@
 """The mall (points-only slice): no oversell, no lost points, limits with their own codes."""
 
 import asyncio
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TenantClient
 from tests.ledger.invariants import assert_ledger_invariants
+from tests.mall.helpers import available as _available
+from tests.mall.helpers import member as _member
+from tests.mall.helpers import product as _product
 
 Tenants = tuple[TenantClient, TenantClient]
-
-
-async def _member(t: TenantClient, name: str, points: int) -> str:
-    member: str = (await t.http.post("/v1/members", json={"external_id": name})).json()["id"]
-    if points:
-        await t.http.post(
-            "/v1/points/earn", json={"member_id": member, "points": points, "reason": "seed"}
-        )
-    return member
-
-
-async def _product(t: TenantClient, **fields: Any) -> str:
-    response = await t.http.post(
-        "/v1/products", json={"name": "Mug", "kind": "physical", "points_price": 100} | fields
-    )
-    assert response.status_code == 201, response.text
-    product: str = response.json()["id"]
-    return product
-
-
-async def _available(t: TenantClient, member: str) -> int:
-    return int(
-        (await t.http.get(f"/v1/members/{member}/balance")).json()["balances"][0]["available"]
-    )
 
 
 async def test_oversell_impossible(tenants: Tenants, engine: AsyncEngine) -> None:

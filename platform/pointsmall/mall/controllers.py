@@ -1,3 +1,4 @@
+from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
@@ -8,7 +9,7 @@ from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
-from pointsmall.mall import schemas, services
+from pointsmall.mall import orders, schemas, services
 from pointsmall.pagination import Limit, StartingAfter
 from pointsmall.schemas import Page
 
@@ -69,6 +70,53 @@ class ProductController(Controller):
     ) -> schemas.Product:
         return await services.update_product(session, product_id, data)
 
+    @post(
+        "/{product_id:str}/codes",
+        guards=[requires("catalog:write")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def add_codes(
+        self, session: Session, product_id: FromPath[str], data: JSONBody[schemas.CodesIn]
+    ) -> schemas.CodesAdded:
+        """Upload a virtual product's codes (each one is delivered once); its stock grows
+        by the codes that were new."""
+        return await services.add_codes(session, product_id, data)
+
+
+class CategoryController(Controller):
+    path = "/categories"
+    tags = ["Mall"]
+
+    @get("/", guards=[requires("catalog:read")], responses=problem_responses(401, 403, 422))
+    async def list_categories(
+        self, session: Session, limit: Limit = 20, starting_after: StartingAfter = None
+    ) -> Page[schemas.Category]:
+        return await services.list_categories(session, limit=limit, starting_after=starting_after)
+
+    @post("/", guards=[requires("catalog:write")], responses=problem_responses(401, 403, 422))
+    async def create_category(
+        self, session: Session, data: JSONBody[schemas.CategoryCreate]
+    ) -> schemas.Category:
+        return await services.create_category(session, data)
+
+    @get(
+        "/{category_id:str}",
+        guards=[requires("catalog:read")],
+        responses=problem_responses(401, 403, 404),
+    )
+    async def get_category(self, session: Session, category_id: FromPath[str]) -> schemas.Category:
+        return await services.get_category(session, category_id)
+
+    @patch(
+        "/{category_id:str}",
+        guards=[requires("catalog:write")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_category(
+        self, session: Session, category_id: FromPath[str], data: JSONBody[schemas.CategoryUpdate]
+    ) -> schemas.Category:
+        return await services.update_category(session, category_id, data)
+
 
 class OrderController(Controller):
     path = "/orders"
@@ -78,20 +126,23 @@ class OrderController(Controller):
         "/",
         guards=[requires("orders:write")],
         opt=NATIVE,
-        responses=problem_responses(401, 403, 404, 409, 422),
+        responses=problem_responses(401, 403, 404, 409, 422, 502),
     )
     async def place(
         self, request: AuthRequest, data: JSONBody[schemas.OrderCreate]
     ) -> Response[schemas.Order]:
-        """Redeem points: stock is reserved and points debited in one transaction, or
-        nothing happens (409 `out_of_stock`, `insufficient_points`, `limit_exceeded`, …)."""
+        """Redeem points (and cash): stock is reserved and points debited in one transaction,
+        or nothing happens (409 `out_of_stock`, `insufficient_points`, `limit_exceeded`, …).
+        With a cash part the order waits in `pending_payment` until the payment is confirmed."""
         idem: Idempotency = request.state.get("idempotency") or Idempotency()
-        order, replayed = await services.place_order(
+        order, replayed = await orders.place_order(
             request.app.state.hot_pool,
             request.user.schema,
+            request.user.tenant_id,
             data,
             granted_by=request.user.credential_id,
             idem=idem,
+            payment_timeout=timedelta(seconds=request.app.state.settings.payment_timeout_seconds),
         )
         return Response(
             order, status_code=201, headers={REPLAYED_HEADER: "true"} if replayed else {}
@@ -103,23 +154,18 @@ class OrderController(Controller):
         responses=problem_responses(401, 403, 404),
     )
     async def get_order(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
-        return await services.get_order(request.app.state.hot_pool, request.user.schema, order_id)
+        return await orders.get_order(request.app.state.hot_pool, request.user.schema, order_id)
 
     @post(
         "/{order_id:str}/cancel",
         status_code=200,
         guards=[requires("orders:write")],
-        responses=problem_responses(401, 403, 404, 409),
+        responses=problem_responses(401, 403, 404, 409, 502),
     )
     async def cancel(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
-        """Cancel before fulfilment: points and stock come back (after it: 409 invalid_order_state)."""
-        return await services.transition(
-            request.app.state.hot_pool,
-            request.user.schema,
-            order_id,
-            "cancel",
-            granted_by=request.user.credential_id,
-        )
+        """Cancel before fulfilment: points, stock and any paid cash come back (after
+        fulfilment: 409 `invalid_order_state`; refund instead)."""
+        return await self._change(request, order_id, "cancel")
 
     @post(
         "/{order_id:str}/fulfill",
@@ -128,12 +174,58 @@ class OrderController(Controller):
         responses=problem_responses(401, 403, 404, 409),
     )
     async def fulfill(self, request: AuthRequest, order_id: FromPath[str]) -> schemas.Order:
-        return await services.transition(
+        return await self._change(request, order_id, "fulfill")
+
+    @post(
+        "/{order_id:str}/refund",
+        status_code=200,
+        guards=[requires("orders:write")],
+        responses=problem_responses(401, 403, 404, 409, 422, 502),
+    )
+    async def refund(
+        self,
+        request: AuthRequest,
+        order_id: FromPath[str],
+        data: JSONBody[schemas.RefundIn | None] = None,
+    ) -> schemas.Order:
+        """Refund a confirmed or fulfilled order: points and paid cash come back; stock only
+        with `restock: true`. 409 `coupon_already_redeemed` when one of its coupons was used."""
+        return await self._change(
+            request, order_id, "refund", restock=(data or schemas.RefundIn()).restock
+        )
+
+    @post(
+        "/{order_id:str}/confirm-payment",
+        status_code=200,
+        guards=[requires("orders:write")],
+        responses=problem_responses(401, 403, 404, 409, 422),
+    )
+    async def confirm_payment(
+        self, request: AuthRequest, order_id: FromPath[str], data: JSONBody[schemas.ConfirmPayment]
+    ) -> schemas.Order:
+        """The cash part was paid: `pending_payment → confirmed`. After the payment window:
+        409 `payment_expired` (the order is cancelled, its points and stock given back)."""
+        return await orders.confirm_payment(
             request.app.state.hot_pool,
             request.user.schema,
+            request.user.tenant_id,
             order_id,
-            "fulfill",
+            data.payment_id,
             granted_by=request.user.credential_id,
+        )
+
+    @staticmethod
+    async def _change(
+        request: AuthRequest, order_id: str, action: str, *, restock: bool = True
+    ) -> schemas.Order:
+        return await orders.change(
+            request.app.state.hot_pool,
+            request.user.schema,
+            request.user.tenant_id,
+            order_id,
+            action,
+            granted_by=request.user.credential_id,
+            restock=restock,
         )
 
 

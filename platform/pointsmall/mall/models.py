@@ -10,16 +10,29 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
     String,
     Text,
+    UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pointsmall.db import TenantBase, Timestamps
+
+
+class Category(Timestamps, TenantBase):
+    __tablename__ = "categories"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("categories.id"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Product(Timestamps, TenantBase):
@@ -59,8 +72,24 @@ class Order(Timestamps, TenantBase):
     points: Mapped[int] = mapped_column(BigInteger)
     spend_transaction: Mapped[str | None] = mapped_column(String(40))
     shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The cash part (None: paid in points only), the provider's payment and its deadline.
+    cash: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    payment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    payment_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refund_transaction: Mapped[str | None] = mapped_column(String(40))
+    status_reason: Mapped[str | None] = mapped_column(
+        String(40)
+    )  # why cancelled, e.g. payment_timeout
 
-    __table_args__ = (Index("ix_orders_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        Index("ix_orders_member_id_id", "member_id", "id"),
+        Index(
+            "ix_orders_awaiting_payment",
+            "payment_expires_at",
+            postgresql_where=text("status = 'pending_payment'"),
+        ),
+    )
 
 
 class OrderLine(TenantBase):
@@ -70,6 +99,7 @@ class OrderLine(TenantBase):
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True, index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     points: Mapped[int] = mapped_column(BigInteger)  # for the line: unit price x quantity
+    cash: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))  # the line's cash part
 
 
 class Coupon(TenantBase):
@@ -86,3 +116,27 @@ class Coupon(TenantBase):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     redeemed_reference: Mapped[str | None] = mapped_column(String(255))
+    voided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # order refunded
+
+
+class VirtualCode(TenantBase):
+    """A digital code the merchant uploaded for a virtual product; an order takes one per
+    unit when it is confirmed. A virtual product's stock is its count of unassigned codes."""
+
+    __tablename__ = "virtual_codes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    code: Mapped[str] = mapped_column(String(500))
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("product_id", "code"),
+        Index(
+            "ix_virtual_codes_unassigned",
+            "product_id",
+            "id",
+            postgresql_where=text("order_id IS NULL"),
+        ),
+    )

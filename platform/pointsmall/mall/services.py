@@ -1,26 +1,22 @@
-"""Catalog CRUD (SQLAlchemy) and redemption orders (one transaction on the driver pool:
-member lock, checks, stock reservation and the ledger debit succeed or fail together)."""
+"""The catalog (categories, products, virtual codes) and coupon checks at the merchant's
+checkout. Orders live in `orders.py`."""
 
-import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Literal
 
 import asyncpg
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pointsmall.errors import ApiError, Conflict, FieldError, InvalidInput, NotFound
-from pointsmall.idempotency.middleware import Idempotency
+from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import is_id, new_id
-from pointsmall.ledger import services as ledger
 from pointsmall.mall import models, schemas
 from pointsmall.pagination import newest_first, to_page
-from pointsmall.rules.engine import windows
 from pointsmall.schemas import Page
-from pointsmall.tenancy.zone import tenant_zone
+from pointsmall.tenancy.models import TenantSettings
 from pointsmall_tenants import quoted_schema
 
 
@@ -30,6 +26,8 @@ def _product(row: models.Product) -> schemas.Product:
         name=row.name,
         kind=row.kind,
         points_price=row.points_price,
+        cash_price=str(row.cash_price) if row.cash_price is not None else None,
+        currency=row.currency,
         description=row.description,
         category=row.category,
         stock=row.stock,
@@ -46,7 +44,22 @@ def _product(row: models.Product) -> schemas.Product:
     )
 
 
+def _invalid(field: str, message: str, code: str = "validation_error") -> InvalidInput:
+    return InvalidInput(message, code=code, errors=[FieldError(field=field, message=message)])
+
+
 async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> schemas.Product:
+    settings = await session.get_one(TenantSettings, 1)
+    if data.category is not None and await session.get(models.Category, data.category) is None:
+        raise _invalid("category", "no such category", code="unknown_category")
+    if data.kind == "virtual" and data.stock is not None:
+        raise _invalid("stock", "a virtual product's stock is its uploaded codes")
+    if data.cash_price is not None and data.currency not in (None, settings.currency):
+        raise _invalid(
+            "currency",
+            f"a cash part is in the tenant's currency, {settings.currency}",
+            code="currency_mismatch",
+        )
     if (data.per_period_limit is None) != (data.limit_period is None):
         raise InvalidInput(
             errors=[
@@ -61,6 +74,11 @@ async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> 
         )
     fields = msgspec.structs.asdict(data)
     fields["coupon_value"] = Decimal(data.coupon_value) if data.coupon_value else None
+    fields["cash_price"] = Decimal(data.cash_price) if data.cash_price else None
+    if data.cash_price or data.coupon_value:
+        fields["currency"] = data.currency or settings.currency
+    if data.kind == "virtual":
+        fields["stock"] = 0
     row = models.Product(id=new_id("prod"), **fields)
     session.add(row)
     await session.flush()
@@ -83,6 +101,8 @@ async def update_product(
     session: AsyncSession, product_id: str, data: schemas.ProductUpdate
 ) -> schemas.Product:
     row = await _get(session, product_id)
+    if row.kind == "virtual" and data.stock is not msgspec.UNSET:
+        raise _invalid("stock", "a virtual product's stock is its uploaded codes")
     for field, value in msgspec.structs.asdict(data).items():
         if value is not msgspec.UNSET:
             setattr(row, field, value)
@@ -125,151 +145,105 @@ async def list_products(
     return to_page(rows, limit, _product, lambda p: p.id)
 
 
-# --- orders ------------------------------------------------------------------------------
-
-
-def _refuse(code: str, detail: str, status: int = 409) -> ApiError:
-    return ApiError(detail, status=status, code=code, title="Order refused")
-
-
-_order = msgspec.json.Decoder(schemas.Order)
-
-
-async def place_order(
-    pool: asyncpg.Pool,
-    schema: str,
-    data: schemas.OrderCreate,
-    *,
-    granted_by: str,
-    idem: Idempotency,
-) -> tuple[schemas.Order, bool]:
-    s = quoted_schema(schema)
-    async with pool.acquire() as conn, conn.transaction():
-        if idem.key is not None:
-            replay = await conn.fetchval(
-                f"SELECT {s}.ledger_claim_key($1, $2)::text", idem.key, idem.fingerprint
+async def add_codes(
+    session: AsyncSession, product_id: str, data: schemas.CodesIn
+) -> schemas.CodesAdded:
+    """Add codes to a virtual product's pool; a code it already has is skipped."""
+    row = await _get(session, product_id)
+    if row.kind != "virtual":
+        raise _invalid("product_id", "codes belong to virtual products", code="not_virtual")
+    added = (
+        await session.scalars(
+            pg_insert(models.VirtualCode)
+            .values(
+                [{"product_id": product_id, "code": code} for code in dict.fromkeys(data.codes)]
             )
-            if replay is not None:
-                return _order.decode(msgspec.json.encode(msgspec.json.decode(replay)["body"])), True
-        # One member's orders queue here, so limits and balances are judged one at a time.
-        member = await conn.fetchrow(
-            f"SELECT m.id, m.status, mt.tier_key FROM {s}.members m"
-            f" LEFT JOIN {s}.member_tiers mt ON mt.member_id = m.id WHERE m.id = $1 FOR UPDATE OF m",
-            data.member_id,
+            .on_conflict_do_nothing()
+            .returning(models.VirtualCode.id)
         )
-        if member is None:
-            raise NotFound("No such member.")
-        zone = await tenant_zone(conn, s)
-        now = datetime.now(UTC)
-        order_id = new_id("ord")
-        lines: list[schemas.OrderLine] = []
-        quantities: dict[str, int] = {}
-        for line in data.lines:
-            quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
-        for product_id in sorted(quantities):  # a fixed order: no deadlock between orders
-            quantity = quantities[product_id]
-            product = await conn.fetchrow(f"SELECT * FROM {s}.products WHERE id = $1", product_id)
-            if product is None or product["status"] != "active":
-                raise NotFound(f"No such product: {product_id}.")
-            await _check_product(conn, s, product, member, quantity, now, zone)
-            reserved = await conn.fetchval(
-                f"UPDATE {s}.products SET stock = stock - $2 WHERE id = $1 AND stock IS NOT NULL AND stock >= $2"
-                " RETURNING stock",
-                product_id,
-                quantity,
-            )
-            if reserved is None and product["stock"] is not None:
-                raise _refuse("out_of_stock", f"Not enough stock of {product_id}.")
-            lines.append(
-                schemas.OrderLine(product_id, quantity, product["points_price"] * quantity)
-            )
-        total = sum(line.points for line in lines)
-        offered = (data.payment or {}).get("points", total)
-        if offered != total or set(data.payment or {}) - {"points"}:
-            raise InvalidInput(
-                errors=[
-                    FieldError(
-                        field="payment",
-                        message=f"pay exactly {total} points (cash parts are not offered yet)",
-                    )
-                ]
-            )
-        await conn.execute(
-            f"INSERT INTO {s}.orders (id, member_id, status, points, shipping_address) VALUES ($1, $2, 'confirmed', $3, $4::jsonb)",
-            order_id,
-            member["id"],
-            total,
-            msgspec.json.encode(data.shipping_address).decode() if data.shipping_address else None,
-        )
-        await conn.executemany(
-            f"INSERT INTO {s}.order_lines (order_id, product_id, quantity, points) VALUES ($1, $2, $3, $4)",
-            [(order_id, line.product_id, line.quantity, line.points) for line in lines],
-        )
-        try:
-            spent = await conn.fetchval(
-                f"SELECT {s}.ledger_debit('spend', $1, 'points', $2, $3, $4, $5, NULL, NULL, NULL)::text",
-                member["id"],
-                total,
-                f"order {order_id}",
-                order_id,
-                granted_by,
-            )
-        except asyncpg.exceptions.RaiseError as exc:
-            raise ledger.api_error(exc) from None
-        transaction_id = ledger.decode_written(spent).body.id
-        await conn.execute(
-            f"UPDATE {s}.orders SET spend_transaction = $2 WHERE id = $1", order_id, transaction_id
-        )
-        created = await conn.fetchval(f"SELECT created_at FROM {s}.orders WHERE id = $1", order_id)
-        coupons = await _issue_coupons(conn, s, order_id, member["id"], lines)
-        out = schemas.Order(
-            order_id, member["id"], "confirmed", total, lines, transaction_id, created, coupons
-        )
-        body = msgspec.json.encode(out).decode()
-        await conn.execute(f"SELECT {s}.ledger_event('order.created', $1::jsonb)", body)
-        await conn.execute(f"SELECT {s}.ledger_store_key($1, 201, $2::jsonb)", idem.key, body)
-    return out, False
+    ).all()
+    stock = await session.scalar(
+        update(models.Product)
+        .where(models.Product.id == product_id)
+        .values(stock=models.Product.stock + len(added))
+        .returning(models.Product.stock)
+    )
+    return schemas.CodesAdded(product_id=product_id, added=len(added), stock=int(stock or 0))
 
 
-_COUPON_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
+def _category(row: models.Category) -> schemas.Category:
+    return schemas.Category(
+        id=row.id,
+        name=row.name,
+        parent_id=row.parent_id,
+        position=row.position,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
-def new_coupon_code() -> str:
-    """20 characters of 5 bits each: 100 bits from the OS's CSPRNG."""
-    return "".join(secrets.choice(_COUPON_ALPHABET) for _ in range(20))
+async def _get_category(session: AsyncSession, category_id: str) -> models.Category:
+    row = await session.get(models.Category, category_id) if is_id("cat", category_id) else None
+    if row is None:
+        raise NotFound("No such category.")
+    return row
 
 
-async def _issue_coupons(
-    conn: Any, s: str, order_id: str, member_id: str, lines: list[schemas.OrderLine]
-) -> list[str]:
-    codes: list[str] = []
-    for line in lines:
-        product = await conn.fetchrow(
-            f"SELECT kind, coupon_value, currency, coupon_valid_days FROM {s}.products WHERE id = $1",
-            line.product_id,
+async def create_category(session: AsyncSession, data: schemas.CategoryCreate) -> schemas.Category:
+    if data.parent_id is not None and await session.get(models.Category, data.parent_id) is None:
+        raise _invalid("parent_id", "no such category", code="unknown_category")
+    row = models.Category(id=new_id("cat"), **msgspec.structs.asdict(data))
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return _category(row)
+
+
+async def get_category(session: AsyncSession, category_id: str) -> schemas.Category:
+    return _category(await _get_category(session, category_id))
+
+
+async def update_category(
+    session: AsyncSession, category_id: str, data: schemas.CategoryUpdate
+) -> schemas.Category:
+    row = await _get_category(session, category_id)
+    if isinstance(data.parent_id, str):
+        parent: str | None = data.parent_id
+        while parent is not None:  # a category may not sit under itself
+            if parent == category_id:
+                raise _invalid("parent_id", "a category cannot sit under itself")
+            parent = (await _get_category(session, parent)).parent_id
+    for field, value in msgspec.structs.asdict(data).items():
+        if value is not msgspec.UNSET:
+            setattr(row, field, value)
+    await session.flush()
+    await session.refresh(row)
+    return _category(row)
+
+
+async def list_categories(
+    session: AsyncSession, *, limit: int, starting_after: str | None
+) -> Page[schemas.Category]:
+    rows = (
+        await session.scalars(
+            newest_first(select(models.Category), models.Category.id, limit, starting_after)
         )
-        if product["kind"] != "coupon":
-            continue
-        for _ in range(line.quantity):
-            code = new_coupon_code()
-            await conn.execute(
-                f"INSERT INTO {s}.coupons (code, order_id, product_id, member_id, value, currency, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(days => $7))",
-                code,
-                order_id,
-                line.product_id,
-                member_id,
-                product["coupon_value"],
-                product["currency"],
-                product["coupon_valid_days"],
-            )
-            codes.append(code)
-    return codes
+    ).all()
+    return to_page(rows, limit, _category, lambda c: c.id)
+
+
+# --- coupons ------------------------------------------------------------------------------
 
 
 def _coupon(row: asyncpg.Record, now: datetime) -> schemas.CouponOut:
-    status: Literal["valid", "redeemed", "expired"] = (
-        "redeemed" if row["redeemed_at"] else "expired" if row["expires_at"] <= now else "valid"
+    status: Literal["valid", "redeemed", "expired", "void"] = (
+        "redeemed"
+        if row["redeemed_at"]
+        else "void"
+        if row["voided_at"]
+        else "expired"
+        if row["expires_at"] <= now
+        else "valid"
     )
     return schemas.CouponOut(
         code=row["code"],
@@ -298,7 +272,8 @@ async def redeem_coupon(
     s = quoted_schema(schema)
     row = await pool.fetchrow(
         f"UPDATE {s}.coupons SET redeemed_at = now(), redeemed_reference = $2"
-        " WHERE code = $1 AND redeemed_at IS NULL AND expires_at > now() RETURNING *",
+        " WHERE code = $1 AND redeemed_at IS NULL AND voided_at IS NULL AND expires_at > now()"
+        " RETURNING *",
         code.upper(),
         data.reference,
     )
@@ -306,120 +281,3 @@ async def redeem_coupon(
         return _coupon(row, datetime.now(UTC))
     current = await get_coupon(pool, schema, code)  # 404 when unknown
     raise Conflict(f"The coupon is {current.status}.", code=f"coupon_{current.status}")
-
-
-async def _check_product(
-    conn: Any,
-    s: str,
-    product: asyncpg.Record,
-    member: asyncpg.Record,
-    quantity: int,
-    now: datetime,
-    zone: ZoneInfo,
-) -> None:
-    if (product["available_from"] and now < product["available_from"]) or (
-        product["available_until"] and now >= product["available_until"]
-    ):
-        raise _refuse("not_available", "The product is not available now.")
-    if product["tiers"] is not None and member["tier_key"] not in product["tiers"]:
-        raise _refuse("tier_restricted", "The product is for other tiers.", status=403)
-    counted = f"SELECT coalesce(sum(l.quantity), 0) FROM {s}.order_lines l JOIN {s}.orders o ON o.id = l.order_id WHERE o.member_id = $1 AND l.product_id = $2 AND o.status NOT IN ('cancelled', 'refunded')"
-    if product["per_member_limit"] is not None:
-        had = await conn.fetchval(counted, member["id"], product["id"])
-        if had + quantity > product["per_member_limit"]:
-            raise _refuse("limit_exceeded", f"At most {product['per_member_limit']} per member.")
-    if product["per_period_limit"] is not None:
-        span = getattr(windows(now, zone), product["limit_period"])
-        had = await conn.fetchval(
-            counted + " AND o.created_at >= $3 AND o.created_at < $4",
-            member["id"],
-            product["id"],
-            *span,
-        )
-        if had + quantity > product["per_period_limit"]:
-            raise _refuse(
-                "period_limit_exceeded",
-                f"At most {product['per_period_limit']} per {product['limit_period']}.",
-            )
-
-
-async def _load_order(conn: Any, s: str, order_id: str) -> asyncpg.Record:
-    row: asyncpg.Record | None = (
-        await conn.fetchrow(f"SELECT * FROM {s}.orders WHERE id = $1 FOR UPDATE", order_id)
-        if is_id("ord", order_id)
-        else None
-    )
-    if row is None:
-        raise NotFound("No such order.")
-    return row
-
-
-async def _out(conn: Any, s: str, row: asyncpg.Record) -> schemas.Order:
-    coupons = await conn.fetch(
-        f"SELECT code FROM {s}.coupons WHERE order_id = $1 ORDER BY code", row["id"]
-    )
-    lines = await conn.fetch(
-        f"SELECT product_id, quantity, points FROM {s}.order_lines WHERE order_id = $1 ORDER BY product_id",
-        row["id"],
-    )
-    return schemas.Order(
-        row["id"],
-        row["member_id"],
-        row["status"],
-        row["points"],
-        [schemas.OrderLine(r["product_id"], r["quantity"], r["points"]) for r in lines],
-        row["spend_transaction"],
-        row["created_at"],
-        [c["code"] for c in coupons],
-    )
-
-
-async def get_order(pool: asyncpg.Pool, schema: str, order_id: str) -> schemas.Order:
-    s = quoted_schema(schema)
-    async with pool.acquire() as conn, conn.transaction():
-        return await _out(conn, s, await _load_order(conn, s, order_id))
-
-
-async def transition(
-    pool: asyncpg.Pool, schema: str, order_id: str, action: str, *, granted_by: str
-) -> schemas.Order:
-    """`cancel` (confirmed or pending → cancelled: points and stock come back) or
-    `fulfill` (confirmed → fulfilled). Anything else is 409 invalid_order_state."""
-    s = quoted_schema(schema)
-    allowed = {"cancel": ("pending_payment", "confirmed"), "fulfill": ("confirmed",)}[action]
-    async with pool.acquire() as conn, conn.transaction():
-        row = await _load_order(conn, s, order_id)
-        if row["status"] not in allowed:
-            raise Conflict(
-                f"Cannot {action} an order that is {row['status']}.", code="invalid_order_state"
-            )
-        if action == "cancel":
-            if row["spend_transaction"]:
-                try:
-                    await conn.fetchval(
-                        f"SELECT {s}.ledger_reverse($1, $2, $3, NULL, NULL, NULL)",
-                        row["spend_transaction"],
-                        f"order {order_id} cancelled",
-                        granted_by,
-                    )
-                except asyncpg.exceptions.RaiseError as exc:
-                    raise ledger.api_error(exc) from None
-            await conn.execute(
-                f"UPDATE {s}.products p SET stock = p.stock + l.quantity FROM {s}.order_lines l"
-                " WHERE l.order_id = $1 AND p.id = l.product_id AND p.stock IS NOT NULL",
-                order_id,
-            )
-        status = "cancelled" if action == "cancel" else "fulfilled"
-        updated: asyncpg.Record | None = await conn.fetchrow(
-            f"UPDATE {s}.orders SET status = $2, updated_at = now() WHERE id = $1 RETURNING *",
-            order_id,
-            status,
-        )
-        assert updated is not None  # the row is locked above
-        out = await _out(conn, s, updated)
-        await conn.execute(
-            f"SELECT {s}.ledger_event($1, $2::jsonb)",
-            f"order.{status}",
-            msgspec.json.encode(out).decode(),
-        )
-    return out

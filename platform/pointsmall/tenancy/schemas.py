@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -38,3 +39,26 @@ class SignupResult(msgspec.Struct):
     tenant: TenantOut
     admin: AdminOut
     api_key: str
+
+
+Rate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?$")]
+Share = Annotated[str, msgspec.Meta(pattern=r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")]
+
+
+class ProgramSettings(msgspec.Struct):
+    """`point_value`: what one point is worth in `currency` (0.01: 100 points = 1 unit);
+    `max_points_share`: the largest share of an order's price payable in points (0 to 1)."""
+
+    timezone: str
+    currency: str
+    point_value: str
+    max_points_share: str
+    updated_at: datetime
+    object: str = "settings"
+
+
+class ProgramSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    timezone: TimeZone | msgspec.UnsetType = msgspec.UNSET
+    currency: Currency | msgspec.UnsetType = msgspec.UNSET
+    point_value: Rate | msgspec.UnsetType = msgspec.UNSET
+    max_points_share: Share | msgspec.UnsetType = msgspec.UNSET
