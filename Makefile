@@ -12,7 +12,7 @@ $(UV):
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 
 # Re-sync whenever the lock or a member's pyproject changes.
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml platform/pyproject.toml tenants/pyproject.toml
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml platform/pyproject.toml tenants/pyproject.toml webhooks/pyproject.toml
 	$(UV) sync --frozen --all-packages --python $(BIN)/python
 	@touch $@
 

@@ -22,6 +22,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pointsmall.app import create_app
+from pointsmall_webhooks.secretbox import new_key_setting
 from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.auth.services import issue
 from pointsmall.cli import _migrate
@@ -64,6 +65,9 @@ async def settings(server_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         db_pool_size=20,
         db_max_overflow=20,
         log_level="WARNING",
+        environment="test",
+        webhook_allow_private=True,  # the tests' receivers listen on loopback
+        webhook_secret_keys=new_key_setting("test1"),
     )
     await _migrate(test_settings, 2)
     try:

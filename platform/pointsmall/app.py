@@ -46,6 +46,7 @@ from pointsmall.settings import Settings
 from pointsmall.strict_body import check_body
 from pointsmall.tenancy.controllers import SignupController
 from pointsmall.tenancy.settings_api import SettingsController
+from pointsmall.webhooks.controllers import WebhookEndpointController, WebhookMessageController
 from pointsmall_tenants import TenantAffineEngines, create_pooled_engine
 
 
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ProductController,
             OrderController,
             CouponController,
+            WebhookEndpointController,
+            WebhookMessageController,
         ],
         middleware=[BearerAuthMiddleware, UnitOfWorkMiddleware],
         dependencies={"session": Provide(provide_session, sync_to_thread=False)},

@@ -1,6 +1,8 @@
-"""`pointsmall serve | worker | migrate | makemigration | tenants create/list | dev`."""
+"""`pointsmall serve | worker | webhooks-worker | migrate | makemigration | tenants create/list
+| dev`."""
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -69,6 +71,19 @@ def worker() -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     Worker(**worker_settings(settings)).run()
+
+
+@app.command("webhooks-worker")
+def webhooks_worker() -> None:
+    """Run the webhook worker: relays the outbox and delivers (scale it on its own)."""
+    from arq.worker import Worker
+
+    from pointsmall.observability import configure_logging
+    from pointsmall.webhooks.jobs import webhook_worker_settings
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    Worker(**webhook_worker_settings(settings)).run()
 
 
 async def _migrate(settings: Settings, concurrency: int) -> None:
@@ -154,14 +169,20 @@ def tenants_list() -> None:
 @app.command()
 def dev() -> None:
     """Everything for local work: embedded services if no URLs, migrations, worker and API."""
+    os.environ.setdefault("POINTSMALL_ENV", "development")
     settings = _settings()
     asyncio.run(_migrate(settings, settings.migrate_concurrency))
-    worker_process = subprocess.Popen([sys.executable, "-m", "pointsmall", "worker"])
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "pointsmall", command])  # noqa: S603 (fixed argv)
+        for command in ("worker", "webhooks-worker")
+    ]
     try:
         serve(None, None, None)
     finally:
-        worker_process.terminate()
-        worker_process.wait(timeout=10)
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(timeout=10)
 
 
 def main() -> None:

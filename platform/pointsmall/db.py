@@ -1,5 +1,7 @@
 """Declarative bases for the shared and tenant schemas, and the per-request unit of work."""
 
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy import DateTime, MetaData, func
@@ -51,6 +53,8 @@ class TenantDb:
         self.schema = schema
         self._engine = engine
         self._session: AsyncSession | None = None
+        # Work that must only happen once the change is durable (enqueueing jobs about it).
+        self.after_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -71,3 +75,10 @@ class TenantDb:
         finally:
             await self._session.close()
             self._session = None
+        if commit:
+            for work in self.after_commit:
+                try:
+                    await work()
+                except Exception:  # the committed change stands; sweeps pick up what this missed
+                    logging.getLogger("pointsmall").exception("after-commit work failed")
+        self.after_commit = []

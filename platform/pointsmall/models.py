@@ -25,6 +25,7 @@ from pointsmall.rules.models import (
     TierChange,
 )
 from pointsmall.tenancy.models import StaffUser, TenantSettings
+from pointsmall.webhooks.models import tables as webhook_tables
 
 __all__ = [
     "ApiKey",
@@ -53,4 +54,5 @@ __all__ = [
     "TenantSettings",
     "Tier",
     "TierChange",
+    "webhook_tables",
 ]

@@ -39,6 +39,17 @@ class Settings:
     payment_timeout_seconds: int = 900
     # The arq queue; tests give each run a queue of its own on a shared Redis.
     queue_name: str = "pointsmall:queue"
+    # production | development | test: outside production webhook URLs may be http.
+    environment: str = "production"
+    # Keys that encrypt webhook secrets at rest, `id:base64(32 bytes)[,id:key...]`, the first
+    # current. Unset: a key file under `data_dir` is made on first use (fine for one host).
+    webhook_secret_keys: str | None = None
+    # Admit loopback and private targets (on-premises, tests). Link-local never.
+    webhook_allow_private: bool = False
+
+    @property
+    def webhook_queue(self) -> str:
+        return f"{self.queue_name}:webhooks"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -62,6 +73,10 @@ class Settings:
             auth_cache_seconds=_int("AUTH_CACHE_SECONDS", 10),
             payment_timeout_seconds=_int("PAYMENT_TIMEOUT_SECONDS", 900),
             queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
+            environment=env.get("POINTSMALL_ENV", "production"),
+            webhook_secret_keys=env.get("WEBHOOK_SECRET_KEYS") or None,
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "").lower()
+            in ("1", "true", "yes"),
         )
 
     def with_urls(self, database_url: str, redis_url: str) -> "Settings":

@@ -1,0 +1,152 @@
+"""The webhook worker (`pointsmall webhooks-worker`): its own arq queue, so a delivery job's
+short timeout sets how soon a job a killed worker held runs again (timeout + 10 s)."""
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from arq import func
+from arq.connections import RedisSettings
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pointsmall.db import TENANTS
+from pointsmall.hotpath import create_hot_pool, libpq_url
+from pointsmall.settings import Settings
+from pointsmall.webhooks import relay
+from pointsmall.webhooks.keys import secret_box
+from pointsmall_tenants import create_pooled_engine
+from pointsmall_webhooks.delivery import deliver
+from pointsmall_webhooks.policy import TIMEOUT_SECONDS
+from pointsmall_webhooks.sender import connection_pool
+
+log = logging.getLogger("pointsmall.webhooks")
+SWEEP_SECONDS = 10.0
+
+
+async def deliver_webhook(
+    ctx: dict[str, Any], schema: str, message_id: str, endpoint_id: str
+) -> str:
+    settings: Settings = ctx["settings"]
+    done = await deliver(
+        ctx["hot_pool"],
+        ctx["http"],
+        secret_box(settings),
+        schema,
+        message_id,
+        endpoint_id,
+        now=datetime.now(UTC),
+    )
+    if done is None:
+        return "nothing to do"
+    if done.verdict.outcome == "retry":
+        await ctx["redis"].enqueue_job(
+            "deliver_webhook",
+            schema,
+            message_id,
+            endpoint_id,
+            _job_id=relay.job_id(schema, message_id, endpoint_id, done.attempt + 1),
+            _defer_until=done.verdict.retry_at,
+            _queue_name=settings.webhook_queue,
+        )
+    return f"attempt {done.attempt}: {done.status} {done.verdict.outcome}"
+
+
+class Relay:
+    """Hears `NOTIFY pointsmall_outbox` (sent when a change that wrote events commits) and
+    relays that schema at once; every SWEEP_SECONDS it also relays every schema and rescues
+    deliveries whose job was lost, in case a notice was missed."""
+
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.settings: Settings = ctx["settings"]
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
+        self.tenant_ids: dict[str, str] = {}
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, schema: object) -> None:
+        self.dirty.add(str(schema))
+        self.wake.set()
+
+    async def _tenant_ids(self) -> dict[str, str]:
+        async with AsyncSession(self.ctx["engine"]) as session:
+            rows = await session.execute(select(TENANTS.c.schema_name, TENANTS.c.id))
+            self.tenant_ids = {schema: tenant for schema, tenant in rows.all()}
+        return self.tenant_ids
+
+    async def relay(self, schema: str) -> int:
+        tenant_id = self.tenant_ids.get(schema) or (await self._tenant_ids()).get(schema)
+        if tenant_id is None:
+            return 0
+        total = 0
+        while True:
+            async with self.ctx["hot_pool"].acquire() as conn:
+                pairs = await relay.relay_schema(conn, schema, tenant_id)
+            await relay.enqueue(self.ctx["redis"], self.settings.webhook_queue, schema, pairs)
+            total += len(pairs)
+            if len(pairs) == 0 or len(pairs) < relay.BATCH:
+                return total
+
+    async def run(self) -> None:
+        listener: asyncpg.Connection = await asyncpg.connect(
+            libpq_url(self.settings.database_url or "")
+        )
+        await listener.add_listener(relay.CHANNEL, self._heard)
+        try:
+            while True:
+                swept = False
+                try:
+                    await asyncio.wait_for(self.wake.wait(), SWEEP_SECONDS)
+                except TimeoutError:
+                    self.dirty |= set(await self._tenant_ids())
+                    swept = True
+                self.wake.clear()
+                schemas, self.dirty = self.dirty, set()
+                for schema in sorted(schemas):
+                    try:
+                        await self.relay(schema)
+                        if swept:
+                            await relay.rescue(
+                                self.ctx["hot_pool"],
+                                self.ctx["redis"],
+                                self.settings.webhook_queue,
+                                schema,
+                            )
+                    except Exception:  # one tenant's trouble must not stop the others
+                        log.exception("relaying %s failed", schema)
+        finally:
+            await listener.close()
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    ctx["engine"] = create_pooled_engine(settings.async_database_url, pool_size=2, max_overflow=0)
+    ctx["hot_pool"] = await create_hot_pool(settings)
+    ctx["http"] = connection_pool(allow_private=settings.webhook_allow_private)
+    ctx["relay"] = asyncio.create_task(Relay(ctx).run())
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    ctx["relay"].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ctx["relay"]
+    await ctx["http"].aclose()
+    await ctx["hot_pool"].close()
+    await ctx["engine"].dispose()
+
+
+def webhook_worker_settings(settings: Settings, *, max_jobs: int = 200) -> dict[str, Any]:
+    return {
+        "functions": [
+            func(deliver_webhook, timeout=TIMEOUT_SECONDS + 5, keep_result=0, max_tries=1000)
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
+        "queue_name": settings.webhook_queue,
+        "max_jobs": max_jobs,
+        "ctx": {"settings": settings},
+    }

@@ -1,0 +1,140 @@
+"""From each tenant's outbox to webhook deliveries: events are read `FOR UPDATE SKIP LOCKED`
+(several relays never take the same row), matched to endpoints by type, stored as messages
+with one delivery per endpoint, marked published, and, after the commit, one arq job is
+enqueued per delivery. At least once: a job lost between the commit and the enqueue is
+found again by `rescue`."""
+
+import asyncio
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+import asyncpg
+import msgspec
+from arq.connections import ArqRedis
+
+from pointsmall.ids import new_id
+from pointsmall_tenants import quoted_schema
+
+BATCH = 500
+CHANNEL = "pointsmall_outbox"
+
+
+def matches(patterns: list[str] | None, event_type: str) -> bool:
+    """No patterns: every event; `points.*` matches `points.earned`; `*` matches all."""
+    return patterns is None or any(fnmatchcase(event_type, p) for p in patterns)
+
+
+def job_id(schema: str, message_id: str, endpoint_id: str, attempt: int) -> str:
+    """One job per attempt: a duplicate enqueue of the same attempt is refused by arq."""
+    return f"wh:{schema}:{message_id}:{endpoint_id}:{attempt}"
+
+
+def message_body(
+    event_id: str, event_type: str, created_at: datetime, tenant_id: str, data: bytes
+) -> str:
+    return msgspec.json.encode(
+        {
+            "id": event_id,
+            "type": event_type,
+            "created_at": created_at.astimezone(UTC),
+            "tenant_id": tenant_id,
+            "data": msgspec.Raw(data),
+        }
+    ).decode()
+
+
+async def relay_schema(conn: Any, schema: str, tenant_id: str) -> list[tuple[str, str]]:
+    """Turn up to BATCH unpublished events into deliveries; returns (message, endpoint) pairs."""
+    s = quoted_schema(schema)
+    async with conn.transaction():
+        events = await conn.fetch(
+            f"SELECT id, event_id, type, payload::text AS payload, created_at FROM {s}.outbox"
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            BATCH,
+        )
+        if not events:
+            return []
+        endpoints = await conn.fetch(
+            f"SELECT id, event_types FROM {s}.webhook_endpoints WHERE enabled"
+        )
+        messages: list[tuple[str, str, str, str]] = []
+        pairs: list[tuple[str, str]] = []
+        for event in events:
+            targets = [e["id"] for e in endpoints if matches(e["event_types"], event["type"])]
+            if not targets:
+                continue
+            message_id = new_id("msg")
+            body = message_body(
+                event["event_id"],
+                event["type"],
+                event["created_at"],
+                tenant_id,
+                event["payload"].encode(),
+            )
+            messages.append((message_id, event["event_id"], event["type"], body))
+            pairs += [(message_id, endpoint) for endpoint in targets]
+        if messages:
+            await store_messages(conn, s, messages, pairs)
+        await conn.execute(
+            f"UPDATE {s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [e["id"] for e in events],
+        )
+    return pairs
+
+
+async def store_messages(
+    conn: Any, s: str, messages: list[tuple[str, str, str, str]], pairs: list[tuple[str, str]]
+) -> None:
+    columns = list(zip(*messages, strict=True))
+    await conn.execute(
+        f"INSERT INTO {s}.webhook_messages (id, event_id, event_type, body)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+        *columns,
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.webhook_deliveries (message_id, endpoint_id, next_attempt_at)"
+        " SELECT m, e, now() FROM unnest($1::text[], $2::text[]) AS t(m, e)",
+        [m for m, _ in pairs],
+        [e for _, e in pairs],
+    )
+
+
+async def enqueue(
+    redis: ArqRedis, queue: str, schema: str, pairs: list[tuple[str, str]], attempt: int = 1
+) -> None:
+    for start in range(0, len(pairs), 200):
+        await asyncio.gather(
+            *(
+                redis.enqueue_job(
+                    "deliver_webhook",
+                    schema,
+                    message_id,
+                    endpoint_id,
+                    _job_id=job_id(schema, message_id, endpoint_id, attempt),
+                    _queue_name=queue,
+                )
+                for message_id, endpoint_id in pairs[start : start + 200]
+            )
+        )
+
+
+async def rescue(pool: asyncpg.Pool, redis: ArqRedis, queue: str, schema: str) -> int:
+    """Deliveries due for a while with no job (a worker died between its commit and its
+    enqueue): enqueue them again. A job that still exists makes this a no-op."""
+    s = quoted_schema(schema)
+    rows = await pool.fetch(
+        f"SELECT message_id, endpoint_id, attempts FROM {s}.webhook_deliveries"
+        " WHERE status = 'pending' AND next_attempt_at <= now() - interval '30 seconds'"
+        " ORDER BY next_attempt_at LIMIT 1000"
+    )
+    for row in rows:
+        await redis.enqueue_job(
+            "deliver_webhook",
+            schema,
+            row["message_id"],
+            row["endpoint_id"],
+            _job_id=job_id(schema, row["message_id"], row["endpoint_id"], row["attempts"] + 1),
+            _queue_name=queue,
+        )
+    return len(rows)

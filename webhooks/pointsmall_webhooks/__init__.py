@@ -1,0 +1,1 @@
+"""Outbound webhooks per the Standard Webhooks spec, with no knowledge of what the events mean."""

@@ -1,0 +1,140 @@
+"""Deliver one message to one endpoint, once, and record what happened: the attempt in the
+log, the delivery's next step, the endpoint's health. Scheduling the next attempt is the
+caller's (the verdict says when)."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import httpcore
+
+from pointsmall_webhooks.policy import DISABLE_AFTER, Verdict, judge
+from pointsmall_webhooks.secretbox import SecretBox
+from pointsmall_webhooks.sender import post
+from pointsmall_webhooks.signing import sign_headers
+
+
+def quoted(schema: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ValueError(f"not a schema name: {schema!r}")
+    return f'"{schema}"'
+
+
+@dataclass(frozen=True)
+class Attempted:
+    attempt: int
+    verdict: Verdict
+    status: int | None
+
+
+def signing_secrets(box: SecretBox, row: asyncpg.Record, now: datetime) -> list[str]:
+    """The current secret, and the previous one while its grace period lasts."""
+    found = [box.decrypt(row["secret"], row["endpoint_id"])]
+    if row["previous_secret"] and row["previous_secret_expires_at"] > now:
+        found.append(box.decrypt(row["previous_secret"], row["endpoint_id"]))
+    return found
+
+
+async def deliver(
+    db: asyncpg.Pool,
+    http: httpcore.AsyncConnectionPool,
+    box: SecretBox,
+    schema: str,
+    message_id: str,
+    endpoint_id: str,
+    *,
+    now: datetime,
+) -> Attempted | None:
+    """None when there is nothing to do (delivered already, or the endpoint is disabled)."""
+    s = quoted(schema)
+    row = await db.fetchrow(
+        f"SELECT m.body, d.status, d.attempts, e.id AS endpoint_id, e.url, e.enabled, e.secret,"
+        f" e.previous_secret, e.previous_secret_expires_at, e.failing_since"
+        f" FROM {s}.webhook_deliveries d JOIN {s}.webhook_messages m ON m.id = d.message_id"
+        f" JOIN {s}.webhook_endpoints e ON e.id = d.endpoint_id"
+        " WHERE d.message_id = $1 AND d.endpoint_id = $2",
+        message_id,
+        endpoint_id,
+    )
+    if row is None or row["status"] != "pending":
+        return None
+    if not row["enabled"]:
+        await db.execute(
+            f"UPDATE {s}.webhook_deliveries SET status = 'cancelled', next_attempt_at = NULL"
+            " WHERE message_id = $1 AND endpoint_id = $2 AND status = 'pending'",
+            message_id,
+            endpoint_id,
+        )
+        return None
+    body = row["body"].encode()
+    headers = sign_headers(signing_secrets(box, row, now), message_id, int(now.timestamp()), body)
+    response = await post(http, row["url"], headers, body)
+    attempt = row["attempts"] + 1
+    verdict = judge(response.status, response.retry_after, attempt, now)
+    status = {"succeeded": "succeeded", "retry": "pending"}.get(verdict.outcome, "failed")
+    # One statement: the attempt in the log, the delivery's state, the endpoint's health.
+    await db.execute(
+        f"WITH logged AS (INSERT INTO {s}.webhook_attempts (message_id, endpoint_id, attempt,"
+        " attempted_at, status_code, latency_ms, response_excerpt, error, outcome)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)),"
+        f" delivery AS (UPDATE {s}.webhook_deliveries SET attempts = $3, status = $10,"
+        " next_attempt_at = $11, last_status_code = $5 WHERE message_id = $1 AND endpoint_id = $2)"
+        f" UPDATE {s}.webhook_endpoints SET failing_since ="
+        " CASE WHEN $9 = 'succeeded' THEN NULL ELSE coalesce(failing_since, $4) END"
+        " WHERE id = $2",
+        message_id,
+        endpoint_id,
+        attempt,
+        now,
+        response.status,
+        response.latency_ms,
+        response.excerpt,
+        response.error,
+        verdict.outcome,
+        status,
+        verdict.retry_at,
+    )
+    failing_since = row["failing_since"]
+    if verdict.outcome == "endpoint_gone":
+        await disable(db, schema, endpoint_id, "gone", "The endpoint answered 410 Gone.")
+    elif (
+        verdict.outcome != "succeeded"
+        and failing_since is not None
+        and now - failing_since >= DISABLE_AFTER
+    ):
+        await disable(
+            db,
+            schema,
+            endpoint_id,
+            "failing",
+            f"Every delivery failed since {failing_since.isoformat()}.",
+        )
+    return Attempted(attempt, verdict, response.status)
+
+
+async def disable(
+    db: asyncpg.Pool, schema: str, endpoint_id: str, reason: str, detail: str
+) -> None:
+    """Stop delivering to an endpoint, cancel what waits for it, and record a notice."""
+    s = quoted(schema)
+    async with db.acquire() as conn, conn.transaction():
+        changed = await conn.fetchval(
+            f"UPDATE {s}.webhook_endpoints SET enabled = false, disabled_reason = $2,"
+            " updated_at = now() WHERE id = $1 AND enabled RETURNING id",
+            endpoint_id,
+            reason,
+        )
+        if changed is None:
+            return
+        await conn.execute(
+            f"UPDATE {s}.webhook_deliveries SET status = 'cancelled', next_attempt_at = NULL"
+            " WHERE endpoint_id = $1 AND status = 'pending'",
+            endpoint_id,
+        )
+        await conn.execute(
+            f"INSERT INTO {s}.webhook_notices (endpoint_id, kind, detail)"
+            " VALUES ($1, 'endpoint_disabled', $2)",
+            endpoint_id,
+            detail,
+        )

@@ -1,0 +1,108 @@
+"""Never a way into our own network: a target must resolve to public addresses only, checked
+when an endpoint is saved and again for the address each delivery actually connects to (a
+name that resolves elsewhere at delivery time, DNS rebinding, gains nothing).
+
+`allow_private` (on-premises deployments, tests) admits loopback and private ranges;
+link-local addresses and the cloud metadata services stay refused whatever it says."""
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+}
+
+
+class UnsafeTarget(Exception):
+    """The URL or the address it resolves to is not one we deliver to."""
+
+
+def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
+    """Why `ip` is refused, or None when it may be reached."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA:
+        return "a cloud metadata address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_unspecified or ip.is_reserved:
+        return "a reserved address"
+    if ip.is_loopback or ip.is_private:
+        return None if allow_private else "a loopback or private address"
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeTarget(f"{host} does not resolve") from exc
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+
+
+async def check_url(url: str, *, allow_private: bool, require_https: bool) -> None:
+    """Refuse a URL whose scheme, credentials or any resolved address we would not deliver to."""
+    parts = urlsplit(url)
+    if parts.scheme not in (("https",) if require_https else ("https", "http")):
+        raise UnsafeTarget("the URL must use https" if require_https else "http(s) only")
+    if not parts.hostname or parts.username or parts.password:
+        raise UnsafeTarget("the URL needs a host and no credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeTarget("bad port") from exc
+    for ip in await resolve(parts.hostname, port):
+        reason = refusal(ip, allow_private=allow_private)
+        if reason:
+            raise UnsafeTarget(f"{parts.hostname} resolves to {ip}, {reason}")
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, but a TCP connection only ever goes to a checked address:
+    the host is resolved here, every address judged, and the socket opened to that address
+    (TLS still verifies the host name)."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await resolve(host, port)
+        reasons = [refusal(ip, allow_private=self.allow_private) for ip in addresses]
+        if any(reasons):  # one bad address poisons the name: no partial trust
+            bad = next(f"{ip}, {r}" for ip, r in zip(addresses, reasons, strict=True) if r)
+            raise UnsafeTarget(f"{host} resolves to {bad}")
+        return await self._inner.connect_tcp(
+            str(addresses[0]), port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeTarget("unix sockets are not webhook targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
