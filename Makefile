@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger bench-rules bench-mall migrate clean
+.PHONY: run test lint typecheck pytest bench bench-tenants bench-ledger bench-rules bench-mall bench-webhooks migrate clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ pytest: $(VENV)/.synced
 migrate: $(VENV)/.synced
 	$(BIN)/pointsmall migrate
 
-bench: bench-tenants bench-ledger bench-rules bench-mall
+bench: bench-tenants bench-ledger bench-rules bench-mall bench-webhooks
 
 bench-tenants: $(VENV)/.synced
 	$(BIN)/python -m bench.tenants
@@ -50,3 +50,6 @@ bench-rules: $(VENV)/.synced
 
 bench-mall: $(VENV)/.synced
 	$(BIN)/python -m bench.mall
+
+bench-webhooks: $(VENV)/.synced
+	$(BIN)/python -m bench.webhooks

@@ -22,7 +22,6 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pointsmall.app import create_app
-from pointsmall_webhooks.secretbox import new_key_setting
 from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.auth.services import issue
 from pointsmall.cli import _migrate
@@ -32,6 +31,7 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import provision
 from pointsmall_tenants import create_pooled_engine, tenant_bind
+from pointsmall_webhooks.secretbox import new_key_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:10]

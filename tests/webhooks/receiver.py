@@ -35,9 +35,7 @@ class Receiver:
                 break
         if self.delay:
             await asyncio.sleep(self.delay)
-        self.received.append(
-            Received({k.decode(): v.decode() for k, v in scope["headers"]}, body)
-        )
+        self.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body))
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b'{"ok": true}'})
 

@@ -59,7 +59,11 @@ async def test_creation_refuses_unsafe_urls(settings: Settings) -> None:
     async with serving(strict) as url, httpx.AsyncClient(base_url=url) as http:
         signup = await http.post(
             "/signup",
-            json={"merchant_name": "Strict", "admin_email": "a@strict.example", "password": "p" * 12},
+            json={
+                "merchant_name": "Strict",
+                "admin_email": "a@strict.example",
+                "password": "p" * 12,
+            },
         )
         http.headers["Authorization"] = f"Bearer {signup.json()['api_key']}"
         for target in REFUSED + [u.replace("http://", "https://") for u in REFUSED[:2]]:
