@@ -21,7 +21,9 @@ def libpq_url(url: str) -> str:
     return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url
 
 
-async def create_hot_pool(settings: Settings) -> asyncpg.Pool:
+async def create_hot_pool(
+    settings: Settings, server_settings: dict[str, str] | None = None
+) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         libpq_url(settings.database_url or ""),
         min_size=1,
@@ -30,6 +32,7 @@ async def create_hot_pool(settings: Settings) -> asyncpg.Pool:
         max_inactive_connection_lifetime=settings.db_recycle_seconds,
         statement_cache_size=1024,
         reset=_no_reset,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool

@@ -124,7 +124,11 @@ class Relay:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["engine"] = create_pooled_engine(settings.async_database_url, pool_size=2, max_overflow=0)
-    ctx["hot_pool"] = await create_hot_pool(settings)
+    # Bookkeeping of deliveries commits without waiting for the WAL flush: a crash of the
+    # database can forget the last attempts' records, and then those messages are sent
+    # again (with the same webhook-id: at least once either way). Events themselves, the
+    # outbox and the relay's messages and deliveries, are written durably as ever.
+    ctx["hot_pool"] = await create_hot_pool(settings, {"synchronous_commit": "off"})
     ctx["http"] = connection_pool(allow_private=settings.webhook_allow_private)
     ctx["relay"] = asyncio.create_task(Relay(ctx).run())
 

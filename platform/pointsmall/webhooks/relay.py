@@ -48,6 +48,9 @@ async def relay_schema(conn: Any, schema: str, tenant_id: str) -> list[tuple[str
     """Turn up to BATCH unpublished events into deliveries; returns (message, endpoint) pairs."""
     s = quoted_schema(schema)
     async with conn.transaction():
+        # Durable whatever the pool's default: a lost relay commit would send its events
+        # again under new message ids.
+        await conn.execute("SET LOCAL synchronous_commit = on")
         events = await conn.fetch(
             f"SELECT id, event_id, type, payload::text AS payload, created_at FROM {s}.outbox"
             " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
