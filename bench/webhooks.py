@@ -26,8 +26,12 @@ KEYS = new_key_setting("bench")
 @asynccontextmanager
 async def process(*argv: str, env: dict[str, str] | None = None) -> AsyncIterator[None]:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, env=env, start_new_session=True,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        *argv,
+        env=env,
+        start_new_session=True,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         yield
@@ -38,13 +42,15 @@ async def process(*argv: str, env: dict[str, str] | None = None) -> AsyncIterato
 
 
 async def scenario(db: BenchDb, endpoints: int, receiver_port: int) -> dict[str, float]:
-    tenant, schema, _ = await new_tenant(db.engine, f"Hooks {endpoints}")
+    _, schema, _ = await new_tenant(db.engine, f"Hooks {endpoints}")
     box = SecretBox.from_setting(KEYS)
     async with db.engine.begin() as conn:
         for n in range(endpoints):
             endpoint_id = f"wh_b{n:025d}"
             await conn.execute(
-                text(f'INSERT INTO "{schema}".webhook_endpoints (id, url, secret) VALUES (:id, :url, :secret)'),
+                text(
+                    f'INSERT INTO "{schema}".webhook_endpoints (id, url, secret) VALUES (:id, :url, :secret)'
+                ),
                 {
                     "id": endpoint_id,
                     "url": f"http://127.0.0.1:{receiver_port}/e/{n}",
@@ -80,7 +86,9 @@ async def scenario(db: BenchDb, endpoints: int, receiver_port: int) -> dict[str,
                 done = int(
                     (
                         await conn.execute(
-                            text(f'SELECT count(*) FROM "{schema}".webhook_deliveries WHERE status = \'succeeded\'')
+                            text(
+                                f"SELECT count(*) FROM \"{schema}\".webhook_deliveries WHERE status = 'succeeded'"
+                            )
                         )
                     ).scalar_one()
                 )
@@ -89,6 +97,8 @@ async def scenario(db: BenchDb, endpoints: int, receiver_port: int) -> dict[str,
                 break
             await asyncio.sleep(0.25)
     elapsed = marks[-1][0]
+    if os.environ.get("BENCH_VERBOSE"):
+        print(" ".join(f"{t:.1f}:{n}" for t, n in marks[::4]), flush=True)
     # Sustained: the rate between 10 % and 90 % of the deliveries (no start-up, no tail).
     low = next(m for m in marks if m[1] >= total * 0.1)
     high = next(m for m in marks if m[1] >= total * 0.9)
@@ -103,7 +113,9 @@ async def scenario(db: BenchDb, endpoints: int, receiver_port: int) -> dict[str,
 
 @asynccontextmanager
 async def _workers(env: dict[str, str]) -> AsyncIterator[None]:
-    async with contextlib_all([process("-m", "pointsmall", "webhooks-worker", env=env) for _ in range(WORKERS)]):
+    async with contextlib_all(
+        [process("-m", "pointsmall", "webhooks-worker", env=env) for _ in range(WORKERS)]
+    ):
         yield
 
 
@@ -122,7 +134,7 @@ async def main() -> None:
     figures: dict[str, object] = {"workers": WORKERS, "deliveries_per_scenario": DELIVERIES}
     async with process("-m", "bench.receiver", str(receiver_port)), bench_database() as db:
         await asyncio.sleep(0.5)
-        for endpoints in (1, 10, 100):
+        for endpoints in [int(n) for n in os.environ.get("BENCH_ENDPOINTS", "1,10,100").split(",")]:
             result = await scenario(db, endpoints, receiver_port)
             figures[f"endpoints_{endpoints}_per_s"] = result["sustained"]
             figures[f"endpoints_{endpoints}_overall_per_s"] = result["overall"]

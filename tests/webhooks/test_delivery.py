@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpcore
 import pytest
 
 from pointsmall.settings import Settings
@@ -13,7 +12,7 @@ from pointsmall.webhooks.keys import secret_box
 from pointsmall.webhooks.relay import relay_schema
 from pointsmall_webhooks.delivery import Attempted, deliver
 from pointsmall_webhooks.policy import RETRY_DELAYS
-from pointsmall_webhooks.sender import connection_pool
+from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.signing import verify
 from tests.conftest import TenantClient
 from tests.webhooks.receiver import free_port, receiving
@@ -23,7 +22,7 @@ Tenants = tuple[TenantClient, TenantClient]
 
 @pytest.fixture
 async def http() -> Any:
-    pool = connection_pool(allow_private=True)
+    pool = Sender(allow_private=True)
     yield pool
     await pool.aclose()
 
@@ -59,7 +58,7 @@ class Clock:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        http: httpcore.AsyncConnectionPool,
+        http: Sender,
         settings: Settings,
         t: TenantClient,
     ) -> None:
@@ -80,7 +79,7 @@ class Clock:
 
 
 async def test_receiver_down_then_back_follows_the_schedule(
-    tenants: Tenants, hot_pool: asyncpg.Pool, http: httpcore.AsyncConnectionPool, settings: Settings
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
 ) -> None:
     a, _ = tenants
     port = free_port()  # nothing listens here yet: the receiver is down
@@ -129,7 +128,7 @@ async def test_receiver_down_then_back_follows_the_schedule(
 
 
 async def test_every_retry_of_a_message_carries_the_same_id(
-    tenants: Tenants, hot_pool: asyncpg.Pool, http: httpcore.AsyncConnectionPool, settings: Settings
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
 ) -> None:
     a, _ = tenants
     async with receiving() as receiver:
@@ -149,7 +148,7 @@ async def test_every_retry_of_a_message_carries_the_same_id(
 
 
 async def test_retry_after_3xx_and_410(
-    tenants: Tenants, hot_pool: asyncpg.Pool, http: httpcore.AsyncConnectionPool, settings: Settings
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
 ) -> None:
     a, _ = tenants
     async with receiving() as receiver:
@@ -180,7 +179,7 @@ async def test_retry_after_3xx_and_410(
 
 
 async def test_five_days_of_failure_disable_the_endpoint(
-    tenants: Tenants, hot_pool: asyncpg.Pool, http: httpcore.AsyncConnectionPool, settings: Settings
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
 ) -> None:
     a, _ = tenants
     endpoint = await _endpoint(a, f"http://127.0.0.1:{free_port()}/down")
@@ -199,7 +198,7 @@ async def test_five_days_of_failure_disable_the_endpoint(
 
 
 async def test_rotation_signs_with_both_secrets_for_a_day(
-    tenants: Tenants, hot_pool: asyncpg.Pool, http: httpcore.AsyncConnectionPool, settings: Settings
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
 ) -> None:
     a, b = tenants
     async with receiving() as receiver:

@@ -13,7 +13,7 @@ from pointsmall.settings import Settings
 from pointsmall.webhooks.keys import secret_box
 from pointsmall.webhooks.relay import relay_schema
 from pointsmall_webhooks.delivery import deliver
-from pointsmall_webhooks.sender import connection_pool, post
+from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.ssrf import UnsafeTarget, check_url, refusal
 from tests.conftest import TenantClient, serving
 from tests.webhooks.receiver import receiving
@@ -94,7 +94,7 @@ async def test_delivery_checks_the_address_it_connects_to(
             pairs = await relay_schema(conn, a.schema, a.id)
         assert len(pairs) == 2
         # The deployment stops allowing private targets: both deliveries are refused at connect.
-        guarded = connection_pool(allow_private=False)
+        guarded = Sender(allow_private=False)
         for message_id, endpoint_id in pairs:
             done = await deliver(
                 hot_pool,
@@ -110,8 +110,8 @@ async def test_delivery_checks_the_address_it_connects_to(
         log = (await a.http.get(f"/v1/webhook-messages/{pairs[0][0]}")).json()
         assert {x["error"].split(":")[0] for x in log["attempts"]} == {"unsafe target"}
         # A direct send to the metadata address never leaves the machine, whatever the setting.
-        lenient = connection_pool(allow_private=True)
-        response = await post(lenient, "http://169.254.169.254/latest/meta-data/", {}, b"{}")
+        lenient = Sender(allow_private=True)
+        response = await lenient.post("http://169.254.169.254/latest/meta-data/", {}, b"{}")
         assert response.status is None and (response.error or "").startswith("unsafe target")
         await guarded.aclose()
         await lenient.aclose()

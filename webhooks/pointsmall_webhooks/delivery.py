@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-import httpcore
 
 from pointsmall_webhooks.policy import DISABLE_AFTER, Verdict, judge
 from pointsmall_webhooks.secretbox import SecretBox
-from pointsmall_webhooks.sender import post
+from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.signing import sign_headers
 
 
@@ -38,7 +37,7 @@ def signing_secrets(box: SecretBox, row: asyncpg.Record, now: datetime) -> list[
 
 async def deliver(
     db: asyncpg.Pool,
-    http: httpcore.AsyncConnectionPool,
+    http: Sender,
     box: SecretBox,
     schema: str,
     message_id: str,
@@ -69,7 +68,7 @@ async def deliver(
         return None
     body = row["body"].encode()
     headers = sign_headers(signing_secrets(box, row, now), message_id, int(now.timestamp()), body)
-    response = await post(http, row["url"], headers, body)
+    response = await http.post(row["url"], headers, body)
     attempt = row["attempts"] + 1
     verdict = judge(response.status, response.retry_after, attempt, now)
     status = {"succeeded": "succeeded", "retry": "pending"}.get(verdict.outcome, "failed")
@@ -80,9 +79,11 @@ async def deliver(
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)),"
         f" delivery AS (UPDATE {s}.webhook_deliveries SET attempts = $3, status = $10,"
         " next_attempt_at = $11, last_status_code = $5 WHERE message_id = $1 AND endpoint_id = $2)"
-        f" UPDATE {s}.webhook_endpoints SET failing_since ="
-        " CASE WHEN $9 = 'succeeded' THEN NULL ELSE coalesce(failing_since, $4) END"
-        " WHERE id = $2",
+        # The endpoint row is written only when its health changes: deliveries to one
+        # endpoint must not queue on its row lock.
+        f" UPDATE {s}.webhook_endpoints SET failing_since = CASE WHEN $9 = 'succeeded'"
+        " THEN NULL ELSE $4 END WHERE id = $2"
+        " AND (failing_since IS NULL) = ($9 <> 'succeeded')",
         message_id,
         endpoint_id,
         attempt,

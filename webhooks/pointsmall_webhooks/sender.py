@@ -1,12 +1,13 @@
-"""One POST of one message to one endpoint, through the SSRF-guarded connection pool."""
+"""One POST of one message to one endpoint, through an SSRF-guarded aiohttp session."""
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 
 from pointsmall_webhooks.policy import TIMEOUT_SECONDS
-from pointsmall_webhooks.ssrf import GuardedBackend, UnsafeTarget
+from pointsmall_webhooks.ssrf import GuardedResolver, UnsafeTarget, check_literal
 
 EXCERPT_BYTES = 1024
 
@@ -20,52 +21,50 @@ class Response:
     retry_after: str | None
 
 
-def connection_pool(
-    *, allow_private: bool, max_connections: int = 200
-) -> httpcore.AsyncConnectionPool:
-    return httpcore.AsyncConnectionPool(
-        max_connections=max_connections,
-        keepalive_expiry=30,
-        network_backend=GuardedBackend(allow_private=allow_private),
-    )
+class Sender:
+    """Keep-alive connections to receivers; every address connected to was judged first."""
 
+    def __init__(self, *, allow_private: bool, max_connections: int = 500) -> None:
+        self.allow_private = allow_private
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=max_connections,
+                limit_per_host=100,
+                resolver=GuardedResolver(allow_private=allow_private),
+                ttl_dns_cache=10,
+            ),
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
+            headers={"User-Agent": "Pointsmall-Webhooks/1"},
+            skip_auto_headers=("Accept-Encoding",),
+            auto_decompress=False,
+        )
 
-async def post(
-    pool: httpcore.AsyncConnectionPool, url: str, headers: dict[str, str], body: bytes
-) -> Response:
-    """Redirects are never followed (httpcore does not): a 3xx is an answer like any other."""
-    timeout = {
-        "connect": TIMEOUT_SECONDS,
-        "read": TIMEOUT_SECONDS,
-        "write": TIMEOUT_SECONDS,
-        "pool": TIMEOUT_SECONDS,
-    }
-    sent = {
-        **headers,
-        "content-type": "application/json",
-        "user-agent": "Pointsmall-Webhooks/1",
-    }
-    started = time.perf_counter()
-    try:
-        async with pool.stream(
-            "POST", url, headers=list(sent.items()), content=body, extensions={"timeout": timeout}
-        ) as response:
-            head = b""
-            async for chunk in response.aiter_stream():
-                head += chunk
-                if len(head) >= EXCERPT_BYTES:
-                    break  # a receiver's long answer is not ours to read
-    except UnsafeTarget as exc:
-        return Response(None, _ms(started), None, f"unsafe target: {exc}", None)
-    except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        return Response(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:500], None)
-    except httpcore.UnsupportedProtocol as exc:
-        return Response(None, _ms(started), None, f"unsupported: {exc}"[:500], None)
-    excerpt = head[:EXCERPT_BYTES].decode("utf-8", "replace")
-    retry_after = next(
-        (v.decode("latin-1") for k, v in response.headers if k.lower() == b"retry-after"), None
-    )
-    return Response(response.status, _ms(started), excerpt, None, retry_after)
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        """Redirects are never followed: a 3xx is an answer like any other."""
+        started = time.perf_counter()
+        try:
+            check_literal(urlsplit(url).hostname or "", allow_private=self.allow_private)
+            async with self.session.post(
+                url,
+                data=body,
+                headers={**headers, "Content-Type": "application/json"},
+                allow_redirects=False,
+            ) as response:
+                head = await response.content.read(EXCERPT_BYTES)  # not a byte more
+                return Response(
+                    response.status,
+                    _ms(started),
+                    head.decode("utf-8", "replace"),
+                    None,
+                    response.headers.get("Retry-After"),
+                )
+        except UnsafeTarget as exc:
+            return Response(None, _ms(started), None, f"unsafe target: {exc}", None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            return Response(None, _ms(started), None, f"{type(exc).__name__}: {exc}"[:500], None)
+
+    async def aclose(self) -> None:
+        await self.session.close()
 
 
 def _ms(started: float) -> int:

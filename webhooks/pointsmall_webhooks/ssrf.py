@@ -8,10 +8,9 @@ link-local addresses and the cloud metadata services stay refused whatever it sa
 import asyncio
 import ipaddress
 import socket
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,39 +69,44 @@ async def check_url(url: str, *, allow_private: bool, require_https: bool) -> No
             raise UnsafeTarget(f"{parts.hostname} resolves to {ip}, {reason}")
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, but a TCP connection only ever goes to a checked address:
-    the host is resolved here, every address judged, and the socket opened to that address
-    (TLS still verifies the host name)."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, but every address is judged before a connection may use it: the
+    socket is opened to exactly the addresses returned here (and TLS still verifies the
+    host name). aiohttp skips resolvers for IP literals: `check_literal` covers those."""
 
     def __init__(self, *, allow_private: bool) -> None:
         self.allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await resolve(host, port)
-        reasons = [refusal(ip, allow_private=self.allow_private) for ip in addresses]
-        if any(reasons):  # one bad address poisons the name: no partial trust
-            bad = next(f"{ip}, {r}" for ip, r in zip(addresses, reasons, strict=True) if r)
-            raise UnsafeTarget(f"{host} resolves to {bad}")
-        return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout, local_address, socket_options
-        )
+        for ip in addresses:  # one bad address poisons the name: no partial trust
+            reason = refusal(ip, allow_private=self.allow_private)
+            if reason:
+                raise UnsafeTarget(f"{host} resolves to {ip}, {reason}")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(ip),
+                port=port,
+                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for ip in addresses
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeTarget("unix sockets are not webhook targets")
+    async def close(self) -> None:
+        return None
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+
+def check_literal(host: str, *, allow_private: bool) -> None:
+    """Judge a URL whose host is an IP address (the address connected to is that one)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return  # a name: the resolver judges it
+    reason = refusal(ip, allow_private=allow_private)
+    if reason:
+        raise UnsafeTarget(f"{ip} is {reason}")

@@ -4,7 +4,6 @@ with one delivery per endpoint, marked published, and, after the commit, one arq
 enqueued per delivery. At least once: a job lost between the commit and the enqueue is
 found again by `rescue`."""
 
-import asyncio
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -13,6 +12,7 @@ import asyncpg
 import msgspec
 from arq.connections import ArqRedis
 
+from pointsmall.bulk_enqueue import enqueue_many
 from pointsmall.ids import new_id
 from pointsmall_tenants import quoted_schema
 
@@ -106,19 +106,15 @@ async def store_messages(
 async def enqueue(
     redis: ArqRedis, queue: str, schema: str, pairs: list[tuple[str, str]], attempt: int = 1
 ) -> None:
-    for start in range(0, len(pairs), 200):
-        await asyncio.gather(
-            *(
-                redis.enqueue_job(
-                    "deliver_webhook",
-                    schema,
-                    message_id,
-                    endpoint_id,
-                    _job_id=job_id(schema, message_id, endpoint_id, attempt),
-                    _queue_name=queue,
-                )
-                for message_id, endpoint_id in pairs[start : start + 200]
-            )
+    for start in range(0, len(pairs), 500):
+        await enqueue_many(
+            redis,
+            queue,
+            "deliver_webhook",
+            [
+                (job_id(schema, m, e, attempt), (schema, m, e))
+                for m, e in pairs[start : start + 500]
+            ],
         )
 
 
@@ -131,13 +127,16 @@ async def rescue(pool: asyncpg.Pool, redis: ArqRedis, queue: str, schema: str) -
         " WHERE status = 'pending' AND next_attempt_at <= now() - interval '30 seconds'"
         " ORDER BY next_attempt_at LIMIT 1000"
     )
-    for row in rows:
-        await redis.enqueue_job(
-            "deliver_webhook",
-            schema,
-            row["message_id"],
-            row["endpoint_id"],
-            _job_id=job_id(schema, row["message_id"], row["endpoint_id"], row["attempts"] + 1),
-            _queue_name=queue,
-        )
+    await enqueue_many(
+        redis,
+        queue,
+        "deliver_webhook",
+        [
+            (
+                job_id(schema, r["message_id"], r["endpoint_id"], r["attempts"] + 1),
+                (schema, r["message_id"], r["endpoint_id"]),
+            )
+            for r in rows
+        ],
+    )
     return len(rows)
