@@ -46,6 +46,10 @@ class Settings:
     webhook_secret_keys: str | None = None
     # Admit loopback and private targets (on-premises, tests). Link-local never.
     webhook_allow_private: bool = False
+    # A fresh delivery's first attempt is made by the worker that relayed it; until this
+    # lease runs out no one else tries. Rescue enqueues what is this overdue (lost jobs).
+    webhook_first_attempt_lease_seconds: int = 120
+    webhook_rescue_after_seconds: int = 30
 
     @property
     def webhook_queue(self) -> str:
@@ -75,6 +79,8 @@ class Settings:
             queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
             environment=env.get("POINTSMALL_ENV", "production"),
             webhook_secret_keys=env.get("WEBHOOK_SECRET_KEYS") or None,
+            webhook_first_attempt_lease_seconds=_int("WEBHOOK_FIRST_ATTEMPT_LEASE_SECONDS", 120),
+            webhook_rescue_after_seconds=_int("WEBHOOK_RESCUE_AFTER_SECONDS", 30),
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "").lower()
             in ("1", "true", "yes"),
         )

@@ -33,9 +33,10 @@ class Receiver:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        # Recorded on arrival: the sender may never hear the answer.
+        self.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body))
         if self.delay:
             await asyncio.sleep(self.delay)
-        self.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body))
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b'{"ok": true}'})
 

@@ -1,10 +1,11 @@
 """From each tenant's outbox to webhook deliveries: events are read `FOR UPDATE SKIP LOCKED`
 (several relays never take the same row), matched to endpoints by type, stored as messages
-with one delivery per endpoint, marked published, and, after the commit, one arq job is
-enqueued per delivery. At least once: a job lost between the commit and the enqueue is
-found again by `rescue`."""
+with one delivery per endpoint, and marked published in one transaction. After the commit
+each delivery's first attempt is handed to the relaying worker (or, when it is busy, to one
+arq job per delivery). At least once: a delivery whose attempt was lost (a killed worker) is
+found again by `rescue` and enqueued."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -44,8 +45,11 @@ def message_body(
     ).decode()
 
 
-async def relay_schema(conn: Any, schema: str, tenant_id: str) -> list[tuple[str, str]]:
-    """Turn up to BATCH unpublished events into deliveries; returns (message, endpoint) pairs."""
+async def relay_schema(
+    conn: Any, schema: str, tenant_id: str, lease: timedelta = timedelta(minutes=2)
+) -> list[tuple[str, str]]:
+    """Turn up to BATCH unpublished events into deliveries; returns (message, endpoint) pairs.
+    A delivery is first due after `lease`: the relaying worker attempts it meanwhile."""
     s = quoted_schema(schema)
     async with conn.transaction():
         # Durable whatever the pool's default: a lost relay commit would send its events
@@ -78,7 +82,7 @@ async def relay_schema(conn: Any, schema: str, tenant_id: str) -> list[tuple[str
             messages.append((message_id, event["event_id"], event["type"], body))
             pairs += [(message_id, endpoint) for endpoint in targets]
         if messages:
-            await store_messages(conn, s, messages, pairs)
+            await store_messages(conn, s, messages, pairs, lease)
         await conn.execute(
             f"UPDATE {s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
             [e["id"] for e in events],
@@ -87,7 +91,11 @@ async def relay_schema(conn: Any, schema: str, tenant_id: str) -> list[tuple[str
 
 
 async def store_messages(
-    conn: Any, s: str, messages: list[tuple[str, str, str, str]], pairs: list[tuple[str, str]]
+    conn: Any,
+    s: str,
+    messages: list[tuple[str, str, str, str]],
+    pairs: list[tuple[str, str]],
+    lease: timedelta,
 ) -> None:
     columns = list(zip(*messages, strict=True))
     await conn.execute(
@@ -97,9 +105,10 @@ async def store_messages(
     )
     await conn.execute(
         f"INSERT INTO {s}.webhook_deliveries (message_id, endpoint_id, next_attempt_at)"
-        " SELECT m, e, now() FROM unnest($1::text[], $2::text[]) AS t(m, e)",
+        " SELECT m, e, now() + $3::interval FROM unnest($1::text[], $2::text[]) AS t(m, e)",
         [m for m, _ in pairs],
         [e for _, e in pairs],
+        lease,
     )
 
 
@@ -118,14 +127,21 @@ async def enqueue(
         )
 
 
-async def rescue(pool: asyncpg.Pool, redis: ArqRedis, queue: str, schema: str) -> int:
+async def rescue(
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    queue: str,
+    schema: str,
+    after: timedelta = timedelta(seconds=30),
+) -> int:
     """Deliveries due for a while with no job (a worker died between its commit and its
     enqueue): enqueue them again. A job that still exists makes this a no-op."""
     s = quoted_schema(schema)
     rows = await pool.fetch(
         f"SELECT message_id, endpoint_id, attempts FROM {s}.webhook_deliveries"
-        " WHERE status = 'pending' AND next_attempt_at <= now() - interval '30 seconds'"
-        " ORDER BY next_attempt_at LIMIT 1000"
+        " WHERE status = 'pending' AND next_attempt_at <= now() - $1::interval"
+        " ORDER BY next_attempt_at LIMIT 1000",
+        after,
     )
     await enqueue_many(
         redis,
