@@ -28,6 +28,7 @@ log = logging.getLogger("pointsmall.webhooks")
 SWEEP_SECONDS = 10.0
 FIRST_ATTEMPT_TASKS = 200
 FIRST_ATTEMPT_QUEUE = 2000
+HAND_OVER_WAIT = 1.0
 
 
 async def deliver_webhook(
@@ -95,14 +96,18 @@ class Relay:
                 log.exception("first attempt of %s to %s failed", message_id, endpoint_id)
 
     async def hand_over(self, schema: str, pairs: list[tuple[str, str]]) -> None:
-        """Queue first attempts here; what does not fit goes to arq."""
-        overflow: list[tuple[str, str]] = []
-        for message_id, endpoint_id in pairs:
+        """Queue first attempts here, waiting up to HAND_OVER_WAIT for room while the
+        consumers drain the queue; what still does not fit goes to arq."""
+        for index, (message_id, endpoint_id) in enumerate(pairs):
             try:
-                self.first_attempts.put_nowait((schema, message_id, endpoint_id))
-            except asyncio.QueueFull:
-                overflow.append((message_id, endpoint_id))
-        await relay.enqueue(self.ctx["redis"], self.settings.webhook_queue, schema, overflow)
+                await asyncio.wait_for(
+                    self.first_attempts.put((schema, message_id, endpoint_id)), HAND_OVER_WAIT
+                )
+            except TimeoutError:  # the consumers are stuck on slow receivers
+                await relay.enqueue(
+                    self.ctx["redis"], self.settings.webhook_queue, schema, pairs[index:]
+                )
+                return
 
     def stop(self) -> None:
         for task in self.consumers:
