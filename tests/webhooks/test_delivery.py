@@ -1,6 +1,7 @@
 """Delivery with the clock in the test's hand: the retry schedule, Retry-After, 3xx, 410,
 five days of failure, rollbacks send nothing, retries keep their `webhook-id`."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,24 @@ async def test_receiver_down_then_back_follows_the_schedule(
     )
     listed = (await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}/messages")).json()["data"]
     assert [(m["id"], m["attempts"]) for m in listed] == [(pairs[0][0], 6)]
+
+
+async def test_member_created_is_sent_only_when_it_commits(
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings
+) -> None:
+    a, _ = tenants
+    async with receiving() as receiver:
+        await _endpoint(a, receiver.url, event_types=["member.*"])
+        created = await a.http.post("/v1/members", json={"external_id": "new-one"})
+        duplicate = await a.http.post("/v1/members", json={"external_id": "new-one"})
+        assert duplicate.status_code == 409  # rolled back: no second event
+        await _earn(a, 5, "new-one")  # points.earned: not matched by member.*
+        pairs = await _relay(hot_pool, a)
+        assert len(pairs) == 1
+        await Clock(hot_pool, http, settings, a).attempt(pairs[0], datetime.now(UTC))
+    body = json.loads(receiver.received[0].body)
+    assert body["type"] == "member.created" and body["data"]["id"] == created.json()["id"]
+    assert body["data"]["external_id"] == "new-one" and body["tenant_id"] == a.id
 
 
 async def test_every_retry_of_a_message_carries_the_same_id(

@@ -84,7 +84,9 @@ async def test_delivery_checks_the_address_it_connects_to(
     a, _ = tenants
     async with receiving() as receiver:
         for url in (receiver.url, receiver.url.replace("127.0.0.1", "localhost")):
-            created = await a.http.post("/v1/webhook-endpoints", json={"url": url})
+            created = await a.http.post(
+                "/v1/webhook-endpoints", json={"url": url, "event_types": ["points.*"]}
+            )
             assert created.status_code == 201, created.text
         member = (await a.http.post("/v1/members", json={"external_id": "ssrf"})).json()["id"]
         await a.http.post(

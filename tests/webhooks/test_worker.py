@@ -94,8 +94,12 @@ async def test_killing_the_worker_loses_no_message(tenants: Tenants, settings: S
     a, _ = tenants
     async with receiving() as receiver:
         receiver.delay = 2.0  # answers come late: the kill lands while deliveries are in flight
-        endpoint = (await a.http.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
         member = await _member(a, "killed")
+        endpoint = (
+            await a.http.post(
+                "/v1/webhook-endpoints", json={"url": receiver.url, "event_types": ["points.*"]}
+            )
+        ).json()
         for n in range(40):
             await a.http.post(
                 "/v1/points/earn", json={"member_id": member, "points": n + 1, "reason": "k"}

@@ -4,13 +4,14 @@ import secrets
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.errors import Conflict, NotFound
 from pointsmall.ids import is_id, new_id
+from pointsmall.ledger.models import OutboxEvent
 from pointsmall.members import models, schemas
 from pointsmall.pagination import newest_first, to_page
 from pointsmall.schemas import Page
@@ -68,6 +69,14 @@ async def create(session: AsyncSession, data: schemas.MemberCreate) -> models.Me
     ).one_or_none()
     if member is None:
         raise _exists(data.external_id)
+    # In the same transaction: the webhook relay sends it when (and only if) this commits.
+    await session.execute(
+        insert(OutboxEvent).values(
+            event_id=new_id("evt"),
+            type="member.created",
+            payload=msgspec.to_builtins(to_schema(member)),
+        )
+    )
     return member
 
 
