@@ -12,9 +12,10 @@ from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.ledger import services as ledger
 from pointsmall.mall import orders
+from pointsmall.migrations import tenant_migrations
 from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
-from pointsmall.tenancy.services import all_schemas
+from pointsmall.tenancy.services import all_schemas, make_spares
 from pointsmall_tenants import create_pooled_engine, tenant_bind
 
 
@@ -73,6 +74,12 @@ async def expire_unpaid_orders(ctx: dict[str, Any]) -> int:
     return cancelled
 
 
+async def make_spare_schemas(ctx: dict[str, Any]) -> int:
+    """Every minute: keep `SPARE_SCHEMAS` tenant schemas ready, so signups skip the DDL."""
+    settings: Settings = ctx["settings"]
+    return await make_spares(ctx["engine"], tenant_migrations(), settings.spare_schemas)
+
+
 async def review_tiers(ctx: dict[str, Any]) -> int:
     """Daily: members whose qualification window ended keep their tier or move down."""
     async with AsyncSession(ctx["engine"]) as session:
@@ -86,11 +93,18 @@ async def review_tiers(ctx: dict[str, Any]) -> int:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker`."""
     return {
-        "functions": [purge_idempotency_keys, sweep_points, expire_unpaid_orders, review_tiers],
+        "functions": [
+            purge_idempotency_keys,
+            sweep_points,
+            expire_unpaid_orders,
+            make_spare_schemas,
+            review_tiers,
+        ],
         "cron_jobs": [
             cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False),
             cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
             cron(expire_unpaid_orders, second={30}, run_at_startup=True),
+            cron(make_spare_schemas, second={45}, run_at_startup=True),
             cron(review_tiers, hour={0}, minute={17}, run_at_startup=False),
         ],
         "on_startup": startup,

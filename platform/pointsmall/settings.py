@@ -35,6 +35,9 @@ class Settings:
     # How long a verified API key is trusted without asking the database again. A revoked
     # key stops at once in the process that revoked it, within this many seconds elsewhere.
     auth_cache_seconds: int = 10
+    # Tenant schemas kept made and migrated ahead of signups (the worker tops the pool up
+    # every minute); 0 makes every signup run its schema's DDL itself.
+    spare_schemas: int = 5
     # How long an order with a cash part waits for its payment before it is cancelled.
     payment_timeout_seconds: int = 900
     # The arq queue; tests give each run a queue of its own on a shared Redis.
@@ -75,6 +78,7 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 1_048_576),
             idempotency_ttl_hours=_int("IDEMPOTENCY_TTL_HOURS", 24),
             auth_cache_seconds=_int("AUTH_CACHE_SECONDS", 10),
+            spare_schemas=_int("SPARE_SCHEMAS", 5),
             payment_timeout_seconds=_int("PAYMENT_TIMEOUT_SECONDS", 900),
             queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
             environment=env.get("POINTSMALL_ENV", "production"),

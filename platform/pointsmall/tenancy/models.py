@@ -34,6 +34,16 @@ class StaffUser(SharedBase):
     __table_args__ = (UniqueConstraint("tenant_id", "email"),)
 
 
+class SpareSchema(SharedBase):
+    """A tenant schema made and migrated ahead of time under a tenant id no one has yet: a
+    signup claims one (a row lock and a DELETE) instead of running the DDL itself."""
+
+    __tablename__ = "spare_schemas"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class TenantSettings(TenantBase):
     """One row (id = 1): the merchant's program settings."""
 

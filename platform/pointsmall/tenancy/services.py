@@ -8,16 +8,16 @@ import zoneinfo
 from functools import cache
 
 from argon2 import PasswordHasher
-from sqlalchemy import insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pointsmall.auth import services as api_keys
 from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.db import TENANTS
 from pointsmall.errors import Conflict, FieldError, InvalidInput
 from pointsmall.ids import new_id
-from pointsmall.tenancy.models import StaffUser, TenantSettings
+from pointsmall.tenancy.models import SpareSchema, StaffUser, TenantSettings
 from pointsmall.tenancy.schemas import AdminOut, SignupCreate, SignupResult, TenantOut
 from pointsmall_tenants import SchemaMigrations, schema_for_tenant
 
@@ -63,7 +63,8 @@ async def provision(
 ) -> TenantOut:
     """Register a tenant and create its schema at head, in the session's transaction."""
     _check(slug, time_zone)
-    tenant_id = new_id("ten")
+    spare = await _claim_spare(session)
+    tenant_id = spare or new_id("ten")
     schema = schema_for_tenant(tenant_id)
     wanted = slug or slug_from_name(name)
     for attempt in range(3):
@@ -83,12 +84,51 @@ async def provision(
     else:
         raise Conflict("Could not find a free slug; choose one.", code="slug_taken")
     conn = await session.connection()
-    await migrations.provision(conn, schema)
+    if spare:
+        await migrations.upgrade(conn, schema)  # a no-op unless a migration came since
+    else:
+        await migrations.provision(conn, schema)
     tenant_conn = await conn.execution_options(schema_translate_map={None: schema})
     await tenant_conn.execute(
         insert(TenantSettings).values(id=1, timezone=time_zone, currency=currency)
     )
     return TenantOut(id=tenant_id, slug=inserted, name=name)
+
+
+async def _claim_spare(session: AsyncSession) -> str | None:
+    """Take one spare schema in this transaction (a rollback gives it back)."""
+    oldest = (
+        select(SpareSchema.tenant_id)
+        .order_by(SpareSchema.tenant_id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed: str | None = await session.scalar(
+        delete(SpareSchema).where(SpareSchema.tenant_id == oldest).returning(SpareSchema.tenant_id)
+    )
+    return claimed
+
+
+async def make_spares(engine: AsyncEngine, migrations: SchemaMigrations, target: int) -> int:
+    """Top the pool of spare schemas up to `target`, one transaction per schema (so a
+    signup never waits on this). Returns how many were made."""
+    async with AsyncSession(engine) as session:
+        have = await session.scalar(select(func.count()).select_from(SpareSchema)) or 0
+    made = 0
+    for _ in range(target - have):
+        tenant_id = new_id("ten")
+        async with AsyncSession(engine) as session, session.begin():
+            session.add(SpareSchema(tenant_id=tenant_id))
+            await session.flush()
+            await migrations.provision(await session.connection(), schema_for_tenant(tenant_id))
+        made += 1
+    return made
+
+
+async def spare_schemas(session: AsyncSession) -> list[str]:
+    ids = (await session.scalars(select(SpareSchema.tenant_id))).all()
+    return [schema_for_tenant(tenant_id) for tenant_id in ids]
 
 
 async def signup(
