@@ -3,12 +3,9 @@ member's (or the order's) row lock, the checks, stock, the ledger call and the o
 succeed or fail together. Payment providers are called outside transactions, with a key
 that makes a retry safe."""
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -18,23 +15,32 @@ from pointsmall.idempotency.middleware import Idempotency
 from pointsmall.ids import is_id, new_id
 from pointsmall.ledger import services as ledger
 from pointsmall.mall import schemas
-from pointsmall.mall.money import Split, money
 from pointsmall.payments.contracts import PaymentIntent, PaymentRequest, RefundRequest
 from pointsmall.plugins import call_first, payment_providers
-from pointsmall.rules.engine import windows
 from pointsmall_tenants import quoted_schema
 
 Conn = Any  # an asyncpg connection inside a transaction
 
 
-def _refuse(code: str, detail: str, status: int = 409) -> ApiError:
+class _Placed(msgspec.Struct):
+    replayed: bool
+    order: schemas.Order
+
+
+_placed = msgspec.json.Decoder(_Placed)
+
+
+def refusal(exc: asyncpg.exceptions.RaiseError) -> Exception:
+    """The API's answer to what `mall_place_order` RAISEd (`mall:<code>`, status as HINT)."""
+    if not exc.message.startswith("mall:"):
+        return ledger.api_error(exc)
+    code, detail, status = exc.message.removeprefix("mall:"), exc.detail or "", int(exc.hint or 409)
+    if status == 404:
+        return NotFound(detail)
+    if status == 422:
+        field = getattr(exc, "column_name", None) or "payment"
+        return InvalidInput(detail, code=code, errors=[FieldError(field=field, message=detail)])
     return ApiError(detail, status=status, code=code, title="Order refused")
-
-
-def _split_error(detail: str, code: str = "invalid_split") -> InvalidInput:
-    return InvalidInput(
-        detail, code=code, errors=[FieldError(field="payment.points", message=detail)]
-    )
 
 
 class ProviderFailed(ApiError):
@@ -61,18 +67,34 @@ async def place_order(
             code="unknown_payment_provider",
             errors=[FieldError(field="payment.provider", message="not installed")],
         )
-    async with pool.acquire() as conn, conn.transaction():
-        if idem.key is not None:
-            replay = await conn.fetchval(
-                f"SELECT {s}.ledger_claim_key($1, $2)::text", idem.key, idem.fingerprint
-            )
-            if replay is not None:
-                order_id = msgspec.json.decode(replay)["body"]["id"]
-                return await _out(conn, s, await _load(conn, s, order_id, lock=False)), True
-        order = await _insert_order(conn, s, data, pay, granted_by, payment_timeout)
-        body = msgspec.json.encode(order).decode()
-        await conn.execute(f"SELECT {s}.ledger_event('order.created', $1::jsonb)", body)
-        await conn.execute(f"SELECT {s}.ledger_store_key($1, 201, $2::jsonb)", idem.key, body)
+    quantities: dict[str, int] = {}
+    for line in data.lines:
+        quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
+    try:
+        raw = await pool.fetchval(
+            f"SELECT {s}.mall_place_order($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11,"
+            " $12::jsonb)::text",
+            idem.key,
+            idem.fingerprint,
+            new_id("ord"),
+            data.member_id,
+            msgspec.json.encode(
+                [{"product_id": p, "quantity": q} for p, q in sorted(quantities.items())]
+            ).decode(),
+            pay.points,
+            Decimal(pay.cash.amount) if pay.cash else None,
+            pay.cash.currency if pay.cash else None,
+            pay.provider,
+            payment_timeout,
+            granted_by,
+            msgspec.json.encode(data.shipping_address).decode() if data.shipping_address else None,
+        )
+    except asyncpg.exceptions.RaiseError as exc:
+        raise refusal(exc) from None
+    placed = _placed.decode(raw)
+    order = placed.order
+    if placed.replayed:
+        return order, True
     if order.status != "pending_payment":
         return order, False
     # The provider is asked after the commit, holding no connection: the order, its points
@@ -108,237 +130,6 @@ async def place_order(
         return await _out(conn, s, await _load(conn, s, order.id, lock=False)), False
 
 
-async def _insert_order(
-    conn: Conn,
-    s: str,
-    data: schemas.OrderCreate,
-    pay: schemas.PaymentIn,
-    granted_by: str,
-    payment_timeout: timedelta,
-) -> schemas.Order:
-    # One member's orders queue here, so limits and balances are judged one at a time.
-    member = await conn.fetchrow(
-        f"SELECT m.id, mt.tier_key FROM {s}.members m"
-        f" LEFT JOIN {s}.member_tiers mt ON mt.member_id = m.id WHERE m.id = $1 FOR UPDATE OF m",
-        data.member_id,
-    )
-    if member is None:
-        raise NotFound("No such member.")
-    settings = await conn.fetchrow(
-        f"SELECT timezone, currency, point_value, max_points_share FROM {s}.settings WHERE id = 1"
-    )
-    currency: str = settings["currency"]
-    zone = ZoneInfo(settings["timezone"])
-    now = datetime.now(UTC)
-    order_id = new_id("ord")
-    quantities: dict[str, int] = {}
-    for line in data.lines:
-        quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
-    lines: list[tuple[asyncpg.Record, int]] = []
-    for product_id in sorted(quantities):  # a fixed order: no deadlock between orders
-        quantity = quantities[product_id]
-        product = await conn.fetchrow(f"SELECT * FROM {s}.products WHERE id = $1", product_id)
-        if product is None or product["status"] != "active":
-            raise NotFound(f"No such product: {product_id}.")
-        await _check_product(conn, s, product, member, quantity, now, zone)
-        reserved = await conn.fetchval(
-            f"UPDATE {s}.products SET stock = stock - $2"
-            " WHERE id = $1 AND stock IS NOT NULL AND stock >= $2 RETURNING stock",
-            product_id,
-            quantity,
-        )
-        if reserved is None and product["stock"] is not None:
-            raise _refuse("out_of_stock", f"Not enough stock of {product_id}.")
-        lines.append((product, quantity))
-    points_total = sum(p["points_price"] * q for p, q in lines)
-    cash_total = sum(
-        (Fraction(p["cash_price"]) * q for p, q in lines if p["cash_price"]), Fraction()
-    )
-    split = Split(
-        points_total, cash_total, currency, settings["point_value"], settings["max_points_share"]
-    )
-    points = split.max_points if pay.points is None else pay.points
-    if points > points_total:
-        raise _split_error(f"The order costs at most {points_total} points.")
-    if points > split.max_points or points < 0:
-        raise _split_error(
-            f"At most {max(split.max_points, 0)} of the {points_total} points may be paid in"
-            " points (the tenant's largest points share).",
-            code="points_share_exceeded",
-        )
-    if not split.exact(points):
-        below, above = split.nearest(points)
-        raise _split_error(
-            f"{points} points do not convert into whole {currency} minor units; pay {below}"
-            f" or {above} points.",
-            code="inexact_split",
-        )
-    cash = split.cash_for(points)
-    shown_cash = money(cash, currency) if cash else None
-    if pay.cash is not None and (
-        pay.cash.currency != currency or Fraction(Decimal(pay.cash.amount)) != cash
-    ):
-        raise InvalidInput(
-            f"The cash part is {shown_cash or '0'} {currency}.",
-            code="cash_mismatch",
-            errors=[FieldError(field="payment.cash", message=f"expected {shown_cash} {currency}")],
-        )
-    pending = cash > 0
-    status = "pending_payment" if pending else "confirmed"
-    payment = (
-        {
-            "provider": pay.provider,
-            "status": "pending",
-            "expires_at": (now + payment_timeout).isoformat(),
-        }
-        if pending
-        else None
-    )
-    await conn.execute(
-        f"INSERT INTO {s}.orders (id, member_id, status, points, shipping_address, cash, currency,"
-        " payment, payment_expires_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb, $9)",
-        order_id,
-        member["id"],
-        status,
-        points,
-        msgspec.json.encode(data.shipping_address).decode() if data.shipping_address else None,
-        Decimal(shown_cash) if shown_cash else None,
-        currency if pending else None,
-        msgspec.json.encode(payment).decode() if payment else None,
-        now + payment_timeout if pending else None,
-    )
-    await conn.executemany(
-        f"INSERT INTO {s}.order_lines (order_id, product_id, quantity, points, cash)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        [
-            (
-                order_id,
-                p["id"],
-                q,
-                p["points_price"] * q,
-                p["cash_price"] * q if p["cash_price"] else None,
-            )
-            for p, q in lines
-        ],
-    )
-    for product, quantity in lines:
-        if product["kind"] == "virtual":
-            await _reserve_codes(conn, s, order_id, product["id"], quantity)
-    if points:
-        try:
-            spent = await conn.fetchval(
-                f"SELECT {s}.ledger_debit('spend', $1, 'points', $2, $3, $4, $5, NULL, NULL, NULL)::text",
-                member["id"],
-                points,
-                f"order {order_id}",
-                order_id,
-                granted_by,
-            )
-        except asyncpg.exceptions.RaiseError as exc:
-            raise ledger.api_error(exc) from None
-        await conn.execute(
-            f"UPDATE {s}.orders SET spend_transaction = $2 WHERE id = $1",
-            order_id,
-            ledger.decode_written(spent).body.id,
-        )
-    if not pending:
-        await _issue_coupons(conn, s, order_id)
-    return await _out(conn, s, await _load(conn, s, order_id, lock=False))
-
-
-async def _reserve_codes(conn: Conn, s: str, order_id: str, product_id: str, quantity: int) -> None:
-    """Set aside one code per unit (shown once the order is confirmed)."""
-    taken = await conn.fetchval(
-        f"WITH picked AS (SELECT id FROM {s}.virtual_codes WHERE product_id = $2 AND order_id IS NULL"
-        " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)"
-        f" UPDATE {s}.virtual_codes v SET order_id = $1 FROM picked WHERE v.id = picked.id"
-        " RETURNING 1",
-        order_id,
-        product_id,
-        quantity,
-    )
-    count = await conn.fetchval(
-        f"SELECT count(*) FROM {s}.virtual_codes WHERE order_id = $1 AND product_id = $2",
-        order_id,
-        product_id,
-    )
-    if taken is None or count < quantity:
-        raise _refuse("out_of_stock", f"Not enough codes left for {product_id}.")
-
-
-_COUPON_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
-
-
-def new_coupon_code() -> str:
-    """20 characters of 5 bits each: 100 bits from the OS's CSPRNG."""
-    return "".join(secrets.choice(_COUPON_ALPHABET) for _ in range(20))
-
-
-async def _issue_coupons(conn: Conn, s: str, order_id: str) -> None:
-    rows = await conn.fetch(
-        f"SELECT l.product_id, l.quantity, p.coupon_value, p.currency, p.coupon_valid_days, o.member_id"
-        f" FROM {s}.order_lines l JOIN {s}.products p ON p.id = l.product_id"
-        f" JOIN {s}.orders o ON o.id = l.order_id WHERE l.order_id = $1 AND p.kind = 'coupon'",
-        order_id,
-    )
-    await conn.executemany(
-        f"INSERT INTO {s}.coupons (code, order_id, product_id, member_id, value, currency, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(days => $7))",
-        [
-            (
-                new_coupon_code(),
-                order_id,
-                row["product_id"],
-                row["member_id"],
-                row["coupon_value"],
-                row["currency"],
-                row["coupon_valid_days"],
-            )
-            for row in rows
-            for _ in range(row["quantity"])
-        ],
-    )
-
-
-async def _check_product(
-    conn: Conn,
-    s: str,
-    product: asyncpg.Record,
-    member: asyncpg.Record,
-    quantity: int,
-    now: datetime,
-    zone: ZoneInfo,
-) -> None:
-    if (product["available_from"] and now < product["available_from"]) or (
-        product["available_until"] and now >= product["available_until"]
-    ):
-        raise _refuse("not_available", "The product is not available now.")
-    if product["tiers"] is not None and member["tier_key"] not in product["tiers"]:
-        raise _refuse("tier_restricted", "The product is for other tiers.", status=403)
-    counted = (
-        f"SELECT coalesce(sum(l.quantity), 0) FROM {s}.order_lines l JOIN {s}.orders o"
-        " ON o.id = l.order_id WHERE o.member_id = $1 AND l.product_id = $2"
-        " AND o.status NOT IN ('cancelled', 'refunded')"
-    )
-    if product["per_member_limit"] is not None:
-        had = await conn.fetchval(counted, member["id"], product["id"])
-        if had + quantity > product["per_member_limit"]:
-            raise _refuse("limit_exceeded", f"At most {product['per_member_limit']} per member.")
-    if product["per_period_limit"] is not None:
-        span = getattr(windows(now, zone), product["limit_period"])
-        had = await conn.fetchval(
-            counted + " AND o.created_at >= $3 AND o.created_at < $4",
-            member["id"],
-            product["id"],
-            *span,
-        )
-        if had + quantity > product["per_period_limit"]:
-            raise _refuse(
-                "period_limit_exceeded",
-                f"At most {product['per_period_limit']} per {product['limit_period']}.",
-            )
-
-
 async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyncpg.Record:
     row: asyncpg.Record | None = (
         await conn.fetchrow(
@@ -352,52 +143,11 @@ async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyn
     return row
 
 
+_order = msgspec.json.Decoder(schemas.Order)
+
+
 async def _out(conn: Conn, s: str, row: asyncpg.Record) -> schemas.Order:
-    lines = await conn.fetch(
-        f"SELECT product_id, quantity, points, cash FROM {s}.order_lines WHERE order_id = $1"
-        " ORDER BY product_id",
-        row["id"],
-    )
-    coupons = await conn.fetch(
-        f"SELECT code FROM {s}.coupons WHERE order_id = $1 ORDER BY code", row["id"]
-    )
-    shown = row["status"] in ("confirmed", "fulfilled")
-    codes = (
-        await conn.fetch(
-            f"SELECT code FROM {s}.virtual_codes WHERE order_id = $1 ORDER BY id", row["id"]
-        )
-        if shown
-        else []
-    )
-    currency = row["currency"]
-    payment = (
-        msgspec.json.decode(row["payment"], type=schemas.PaymentOut) if row["payment"] else None
-    )
-    return schemas.Order(
-        id=row["id"],
-        member_id=row["member_id"],
-        status=row["status"],
-        points=row["points"],
-        lines=[
-            schemas.OrderLine(
-                r["product_id"],
-                r["quantity"],
-                r["points"],
-                money(Fraction(r["cash"]), currency or "XXX") if r["cash"] and currency else None,
-            )
-            for r in lines
-        ],
-        spend_transaction=row["spend_transaction"],
-        created_at=row["created_at"],
-        coupons=[c["code"] for c in coupons],
-        codes=[c["code"] for c in codes],
-        cash=money(Fraction(row["cash"]), currency) if row["cash"] is not None else None,
-        currency=currency,
-        points_total=sum(r["points"] for r in lines),
-        payment=payment,
-        status_reason=row["status_reason"],
-        refund_transaction=row["refund_transaction"],
-    )
+    return _order.decode(await conn.fetchval(f"SELECT {s}.mall_order_json($1)::text", row["id"]))
 
 
 async def get_order(pool: asyncpg.Pool, schema: str, order_id: str) -> schemas.Order:
@@ -501,12 +251,11 @@ async def _cancel_unpaid(conn: Conn, s: str, order_id: str, reason: str, granted
         return True
 
 
-async def _refund_cash(
-    tenant_id: str, order_id: str, payment: dict[str, Any], cash: Decimal, currency: str
-) -> str | None:
+async def _refund_cash(tenant_id: str, order: schemas.Order, payment: dict[str, Any]) -> str | None:
     """Give back a taken cash part (before the order changes: the key makes a retry safe)."""
-    if payment.get("status") != "succeeded":
+    if payment.get("status") != "succeeded" or order.cash is None or order.currency is None:
         return None
+    order_id = order.id
     refund_id: str | None = await call_first(
         "pointsmall_refund_payment",
         provider=payment["provider"],
@@ -514,8 +263,8 @@ async def _refund_cash(
             tenant_id=tenant_id,
             order_id=order_id,
             payment_id=payment["payment_id"],
-            amount=money(Fraction(cash), currency),
-            currency=currency,
+            amount=order.cash,
+            currency=order.currency,
             idempotency_key=f"{tenant_id}:{order_id}:refund",
         ),
     )
@@ -553,9 +302,7 @@ async def change(
         if seen["status"] not in allowed:
             raise _state_error(action, seen)
         refund_id = (
-            await _refund_cash(
-                tenant_id, order_id, _payment_of(seen), seen["cash"], seen["currency"]
-            )
+            await _refund_cash(tenant_id, await _out(conn, s, seen), _payment_of(seen))
             if action != "fulfill"
             else None
         )
@@ -616,18 +363,14 @@ async def confirm_payment(
                 # The provider took the cash after the deadline: it goes back. (With `manual`
                 # the merchant holds the cash and gives it back itself.)
                 await _refund_cash(
-                    tenant_id,
-                    order_id,
-                    payment | {"status": "succeeded"},
-                    late["cash"],
-                    late["currency"],
+                    tenant_id, await _out(conn, s, late), payment | {"status": "succeeded"}
                 )
             raise _state_error("confirm the payment of", late)
         async with conn.transaction():
             row = await _load(conn, s, order_id)
             if row["status"] != "pending_payment":
                 raise _state_error("confirm the payment of", row)
-            await _issue_coupons(conn, s, order_id)
+            await conn.execute(f"SELECT {s}.mall_issue_coupons($1)", order_id)
             payment["status"] = "succeeded"
             return await _finish(
                 conn,
