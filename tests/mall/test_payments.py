@@ -78,12 +78,14 @@ async def test_points_as_part_payment_and_the_rounding_rule(tenants: Tenants) ->
     assert (default["points"], default["cash"], default["points_total"]) == (500, "5.00", 1000)
     over = await _order(a, buyer, item, points=800)
     assert over.status_code == 422 and over.json()["code"] == "points_share_exceeded"
+    assert over.json()["errors"][0]["field"] == "payment.points"
     fewer = (
         await _order(a, buyer, item, points=250, cash={"amount": "7.5", "currency": "USD"})
     ).json()
     assert (fewer["points"], fewer["cash"]) == (250, "7.50")
     mismatch = await _order(a, buyer, item, points=250, cash={"amount": "7.49", "currency": "USD"})
     assert mismatch.status_code == 422 and mismatch.json()["code"] == "cash_mismatch"
+    assert mismatch.json()["errors"][0]["field"] == "payment.cash"
     # 1,000 points = 3 USD: points turn into cash only in whole cents, never rounded.
     await a.http.patch("/v1/settings", json={"point_value": "0.003", "max_points_share": "1"})
     inexact = await _order(a, buyer, item, points=995)
