@@ -117,3 +117,14 @@ async def test_delivery_checks_the_address_it_connects_to(
         assert response.status is None and (response.error or "").startswith("unsafe target")
         await guarded.aclose()
         await lenient.aclose()
+
+
+@pytest.mark.parametrize("target", REFUSED[:5])
+async def test_each_refused_url_is_refused_at_delivery_too(target: str) -> None:
+    sender = Sender(allow_private=False)
+    try:
+        response = await sender.post(target, {"webhook-id": "msg_x"}, b"{}")
+    finally:
+        await sender.aclose()
+    assert response.status is None
+    assert (response.error or "").startswith("unsafe target"), response.error
