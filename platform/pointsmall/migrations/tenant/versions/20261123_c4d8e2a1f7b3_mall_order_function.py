@@ -188,11 +188,8 @@ BEGIN
           format('At most %s per %s.', v_product.per_period_limit, v_product.limit_period), 409);
       END IF;
     END IF;
-    IF v_product.stock IS NOT NULL THEN
-      UPDATE products SET stock = stock - v_qty WHERE id = v_product.id AND stock >= v_qty;
-      IF NOT FOUND THEN
-        PERFORM mall_fail('out_of_stock', 'Not enough stock of ' || v_product.id || '.', 409);
-      END IF;
+    IF v_product.stock IS NOT NULL AND v_product.stock < v_qty THEN
+      PERFORM mall_fail('out_of_stock', 'Not enough stock of ' || v_product.id || '.', 409);
     END IF;
     v_points_total := v_points_total + v_product.points_price * v_qty;
     v_cash_total := v_cash_total + coalesce(v_product.cash_price, 0) * v_qty;
@@ -267,6 +264,19 @@ BEGIN
     UPDATE orders SET spend_transaction = v_spent -> 'body' ->> 'id' WHERE id = p_order;
   END IF;
   IF NOT v_pending THEN PERFORM mall_issue_coupons(p_order); END IF;
+  -- Stock last, in product-id order: a hot product's row stays locked only from here to
+  -- the commit, and the conditional UPDATE is what makes overselling impossible.
+  FOR v_line IN SELECT value FROM jsonb_array_elements(p_lines) ORDER BY value ->> 'product_id'
+  LOOP
+    v_qty := (v_line ->> 'quantity')::int;
+    UPDATE products SET stock = stock - v_qty
+     WHERE id = v_line ->> 'product_id' AND stock >= v_qty;  -- unlimited (NULL): no row
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM products WHERE id = v_line ->> 'product_id'
+                                                      AND stock IS NOT NULL) THEN
+      PERFORM mall_fail('out_of_stock',
+        'Not enough stock of ' || (v_line ->> 'product_id') || '.', 409);
+    END IF;
+  END LOOP;
   v_body := mall_order_json(p_order);
   PERFORM ledger_event('order.created', v_body);
   PERFORM ledger_store_key(p_key, 201, v_body);
