@@ -133,6 +133,7 @@ DECLARE
   v_spent jsonb;
   v_body jsonb;
   v_taken int;
+  v_kinds text[] := '{}';
 BEGIN
   IF v_replay IS NOT NULL THEN
     RETURN jsonb_build_object('replayed', true,
@@ -191,6 +192,7 @@ BEGIN
     IF v_product.stock IS NOT NULL AND v_product.stock < v_qty THEN
       PERFORM mall_fail('out_of_stock', 'Not enough stock of ' || v_product.id || '.', 409);
     END IF;
+    v_kinds := v_kinds || v_product.kind::text;
     v_points_total := v_points_total + v_product.points_price * v_qty;
     v_cash_total := v_cash_total + coalesce(v_product.cash_price, 0) * v_qty;
   END LOOP;
@@ -245,6 +247,7 @@ BEGIN
   -- Virtual products: set one code aside per unit (shown once the order is confirmed).
   FOR v_line IN SELECT l.value FROM jsonb_array_elements(p_lines) l
                  JOIN products p ON p.id = l.value ->> 'product_id' AND p.kind = 'virtual'
+                WHERE 'virtual' = ANY (v_kinds)
   LOOP
     v_qty := (v_line ->> 'quantity')::int;
     WITH picked AS (
@@ -263,7 +266,7 @@ BEGIN
                             p_granted_by, v_now, NULL, NULL);
     UPDATE orders SET spend_transaction = v_spent -> 'body' ->> 'id' WHERE id = p_order;
   END IF;
-  IF NOT v_pending THEN PERFORM mall_issue_coupons(p_order); END IF;
+  IF NOT v_pending AND 'coupon' = ANY (v_kinds) THEN PERFORM mall_issue_coupons(p_order); END IF;
   -- Stock last, in product-id order: a hot product's row stays locked only from here to
   -- the commit, and the conditional UPDATE is what makes overselling impossible.
   FOR v_line IN SELECT value FROM jsonb_array_elements(p_lines) ORDER BY value ->> 'product_id'
