@@ -16,6 +16,7 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas, make_spares
+from pointsmall.webhooks.relay import prune
 from pointsmall_tenants import create_pooled_engine, tenant_bind
 
 
@@ -80,6 +81,24 @@ async def make_spare_schemas(ctx: dict[str, Any]) -> int:
     return await make_spares(ctx["engine"], tenant_migrations(), settings.spare_schemas)
 
 
+async def prune_history(ctx: dict[str, Any]) -> dict[str, int]:
+    """Daily: drop published outbox rows and old webhook messages and attempts."""
+    settings: Settings = ctx["settings"]
+    async with AsyncSession(ctx["engine"]) as session:
+        schemas = await all_schemas(session)
+    totals: dict[str, int] = {}
+    for schema in schemas:
+        pruned = await prune(
+            ctx["hot_pool"],
+            schema,
+            outbox_days=settings.outbox_retention_days,
+            log_days=settings.webhook_log_retention_days,
+        )
+        for name, count in pruned.items():
+            totals[name] = totals.get(name, 0) + count
+    return totals
+
+
 async def review_tiers(ctx: dict[str, Any]) -> int:
     """Daily: members whose qualification window ended keep their tier or move down."""
     async with AsyncSession(ctx["engine"]) as session:
@@ -98,6 +117,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             sweep_points,
             expire_unpaid_orders,
             make_spare_schemas,
+            prune_history,
             review_tiers,
         ],
         "cron_jobs": [
@@ -105,6 +125,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
             cron(expire_unpaid_orders, second={30}, run_at_startup=True),
             cron(make_spare_schemas, second={45}, run_at_startup=True),
+            cron(prune_history, hour={3}, minute={23}, run_at_startup=False),
             cron(review_tiers, hour={0}, minute={17}, run_at_startup=False),
         ],
         "on_startup": startup,

@@ -35,6 +35,9 @@ class Settings:
     # How long a verified API key is trusted without asking the database again. A revoked
     # key stops at once in the process that revoked it, within this many seconds elsewhere.
     auth_cache_seconds: int = 10
+    # Published outbox events, and webhook messages and attempts, are kept this long.
+    outbox_retention_days: int = 7
+    webhook_log_retention_days: int = 30
     # Tenant schemas kept made and migrated ahead of signups (the worker tops the pool up
     # every minute); 0 makes every signup run its schema's DDL itself.
     spare_schemas: int = 5
@@ -79,6 +82,8 @@ class Settings:
             idempotency_ttl_hours=_int("IDEMPOTENCY_TTL_HOURS", 24),
             auth_cache_seconds=_int("AUTH_CACHE_SECONDS", 10),
             spare_schemas=_int("SPARE_SCHEMAS", 5),
+            outbox_retention_days=_int("OUTBOX_RETENTION_DAYS", 7),
+            webhook_log_retention_days=_int("WEBHOOK_LOG_RETENTION_DAYS", 30),
             payment_timeout_seconds=_int("PAYMENT_TIMEOUT_SECONDS", 900),
             queue_name=env.get("POINTSMALL_QUEUE", "pointsmall:queue"),
             environment=env.get("POINTSMALL_ENV", "production"),

@@ -7,7 +7,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from pointsmall.jobs import prune_history
 from pointsmall.settings import Settings
 from pointsmall.webhooks.keys import secret_box
 from pointsmall.webhooks.relay import relay_schema
@@ -242,3 +245,33 @@ async def test_rotation_signs_with_both_secrets_for_a_day(
         assert len(receiver.received[1].headers["webhook-signature"].split(" ")) == 1
     assert (await b.http.get(f"/v1/webhook-endpoints/{endpoint['id']}")).status_code == 404
     assert (await b.http.get(f"/v1/webhook-messages/{pair[0]}")).status_code == 404
+
+
+async def test_old_history_is_pruned_and_pending_deliveries_are_kept(
+    tenants: Tenants, hot_pool: asyncpg.Pool, http: Sender, settings: Settings, engine: AsyncEngine
+) -> None:
+    a, _ = tenants
+    async with receiving() as receiver:
+        await _endpoint(a, receiver.url, event_types=["points.*"])
+        await _earn(a, 1)
+        await _earn(a, 2)
+        done, waiting = await _relay(hot_pool, a)
+        await Clock(hot_pool, http, settings, a).attempt(done, datetime.now(UTC))
+    async with engine.begin() as conn:  # everything happened 40 days ago
+        for table, column in (
+            ("outbox", "published_at"),
+            ("webhook_attempts", "attempted_at"),
+            ("webhook_deliveries", "created_at"),
+            ("webhook_messages", "created_at"),
+        ):
+            await conn.execute(
+                text(f"UPDATE \"{a.schema}\".{table} SET {column} = {column} - interval '40 days'")
+            )
+    pruned = await prune_history({"engine": engine, "hot_pool": hot_pool, "settings": settings})
+    assert pruned["outbox"] >= 2 and pruned["attempts"] >= 1
+    assert pruned["deliveries"] >= 1 and pruned["messages"] >= 1
+    assert await Clock(hot_pool, http, settings, a).due(datetime.now(UTC) + timedelta(days=1)) == [
+        waiting
+    ]
+    assert (await a.http.get(f"/v1/webhook-messages/{done[0]}")).status_code == 404
+    assert (await a.http.get(f"/v1/webhook-messages/{waiting[0]}")).status_code == 200

@@ -156,3 +156,40 @@ async def rescue(
         ],
     )
     return len(rows)
+
+
+async def prune(
+    pool: asyncpg.Pool, schema: str, *, outbox_days: int, log_days: int
+) -> dict[str, int]:
+    """Forget what is done and old: published outbox rows, finished deliveries with their
+    attempts, and messages no delivery still needs. Pending deliveries are never touched."""
+    s = quoted_schema(schema)
+    async with pool.acquire() as conn, conn.transaction():
+        outbox = await conn.execute(
+            f"DELETE FROM {s}.outbox WHERE published_at < now() - make_interval(days => $1)",
+            outbox_days,
+        )
+        attempts = await conn.execute(
+            f"DELETE FROM {s}.webhook_attempts"
+            " WHERE attempted_at < now() - make_interval(days => $1)",
+            log_days,
+        )
+        deliveries = await conn.execute(
+            f"DELETE FROM {s}.webhook_deliveries WHERE status <> 'pending'"
+            " AND created_at < now() - make_interval(days => $1)",
+            log_days,
+        )
+        messages = await conn.execute(
+            f"DELETE FROM {s}.webhook_messages m WHERE m.created_at < now() - make_interval(days => $1)"
+            f" AND NOT EXISTS (SELECT 1 FROM {s}.webhook_deliveries d WHERE d.message_id = m.id)",
+            log_days,
+        )
+    return {
+        name: int(status.rsplit(" ", 1)[-1])
+        for name, status in (
+            ("outbox", outbox),
+            ("attempts", attempts),
+            ("deliveries", deliveries),
+            ("messages", messages),
+        )
+    }
