@@ -180,7 +180,9 @@ def tenants_list() -> None:
 @app.command()
 def dev() -> None:
     """Everything for local work: embedded services if no URLs, migrations, worker and API."""
+    # Local work: http:// webhook URLs, and receivers on this machine, are fine.
     os.environ.setdefault("POINTSMALL_ENV", "development")
+    os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
     settings = _settings()
     asyncio.run(_migrate(settings, settings.migrate_concurrency))
     workers = [
