@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import _free_port
+from tests.conftest import free_port
 
 
 async def _wait_for_line(stream: asyncio.StreamReader, needle: bytes, seen: list[bytes]) -> None:
@@ -23,7 +23,7 @@ async def _wait_for_line(stream: asyncio.StreamReader, needle: bytes, seen: list
 
 
 async def test_dev_serves_with_embedded_services(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env |= {
         "POINTSMALL_DATA_DIR": str(tmp_path / "data"),

@@ -1,13 +1,12 @@
 """A real HTTP receiver on loopback that records what it is sent and answers as told."""
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from tests.conftest import serve_asgi
 
 
 @dataclass
@@ -22,7 +21,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     status: int = 200
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    delay: float = 0.0
+    # Answers wait while the gate is closed: a receiver that is slow for as long as a test says.
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -35,35 +36,25 @@ class Receiver:
                 break
         # Recorded on arrival: the sender may never hear the answer.
         self.received.append(Received({k.decode(): v.decode() for k, v in scope["headers"]}, body))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        async with self.arrived:
+            self.arrived.notify_all()
+        await self.gate.wait()
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": b'{"ok": true}'})
 
     def ids(self) -> list[str]:
         return [r.headers["webhook-id"] for r in self.received]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    async def until(self, condition: Callable[["Receiver"], bool], seconds: float) -> None:
+        """Wait until `condition` holds, woken by each arrival (TimeoutError after `seconds`)."""
+        async with asyncio.timeout(seconds), self.arrived:
+            await self.arrived.wait_for(lambda: condition(self))
 
 
 @asynccontextmanager
-async def receiving(host: str = "127.0.0.1", port: int | None = None) -> AsyncIterator[Receiver]:
+async def receiving(port: int | None = None) -> AsyncIterator[Receiver]:
     receiver = Receiver()
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(receiver, host=host, port=port, log_level="error"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    receiver.url = f"http://{host}:{port}/hook"
-    try:
+    receiver.gate.set()
+    async with serve_asgi(receiver, port) as url:
+        receiver.url = f"{url}/hook"
         yield receiver
-    finally:
-        server.should_exit = True
-        await task

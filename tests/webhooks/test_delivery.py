@@ -18,8 +18,8 @@ from pointsmall_webhooks.delivery import Attempted, deliver
 from pointsmall_webhooks.policy import RETRY_DELAYS
 from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.signing import verify
-from tests.conftest import TenantClient
-from tests.webhooks.receiver import free_port, receiving
+from tests.conftest import TenantClient, free_port
+from tests.webhooks.receiver import receiving
 
 Tenants = tuple[TenantClient, TenantClient]
 

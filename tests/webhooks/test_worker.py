@@ -5,11 +5,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -20,8 +19,10 @@ from tests.webhooks.receiver import Receiver, receiving
 Tenants = tuple[TenantClient, TenantClient]
 
 
-@contextmanager
-def worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+@asynccontextmanager
+async def worker(settings: Settings) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`pointsmall webhooks-worker` as its own process; stopped with SIGTERM at the end, which
+    it answers by finishing what it is sending."""
     env = os.environ | {
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": settings.redis_url or "",
@@ -34,22 +35,15 @@ def worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         "WEBHOOK_FIRST_ATTEMPT_LEASE_SECONDS": "1",
         "WEBHOOK_RESCUE_AFTER_SECONDS": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pointsmall", "webhooks-worker"], env=env, start_new_session=True
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pointsmall", "webhooks-worker", env=env, start_new_session=True
     )
     try:
         yield process
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-
-
-async def _until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(process.wait(), 60)
 
 
 async def _member(t: TenantClient, name: str) -> str:
@@ -66,14 +60,14 @@ async def test_points_earned_reaches_a_real_receiver(tenants: Tenants, settings:
             )
         ).json()
         member = await _member(a, "live")
-        with worker(settings):
+        async with worker(settings):
             earned = await a.http.post(
                 "/v1/points/earn", json={"member_id": member, "points": 42, "reason": "live"}
             )
-            await _until(lambda: len(receiver.received) >= 1, 30)
+            await receiver.until(lambda r: len(r.received) >= 1, 30)
             test = await a.http.post(f"/v1/webhook-endpoints/{endpoint['id']}/test")
             assert test.status_code == 202
-            await _until(lambda: len(receiver.received) >= 2, 30)
+            await receiver.until(lambda r: len(r.received) >= 2, 30)
     hook = Webhook(endpoint["secret"])
     first, probe = receiver.received[:2]
     payload = hook.verify(first.body, first.headers)
@@ -93,7 +87,7 @@ async def test_points_earned_reaches_a_real_receiver(tenants: Tenants, settings:
 async def test_killing_the_worker_loses_no_message(tenants: Tenants, settings: Settings) -> None:
     a, _ = tenants
     async with receiving() as receiver:
-        receiver.delay = 2.0  # answers come late: the kill lands while deliveries are in flight
+        receiver.gate.clear()  # no answers yet: the kill lands while deliveries are in flight
         member = await _member(a, "killed")
         endpoint = (
             await a.http.post(
@@ -104,25 +98,18 @@ async def test_killing_the_worker_loses_no_message(tenants: Tenants, settings: S
             await a.http.post(
                 "/v1/points/earn", json={"member_id": member, "points": n + 1, "reason": "k"}
             )
-        with worker(settings) as first:
-            await _until(lambda: len(receiver.received) >= 5, 30)
+        async with worker(settings) as first:
+            await receiver.until(lambda r: len(r.received) >= 5, 30)
             os.killpg(first.pid, signal.SIGKILL)  # mid-delivery: no chance to tidy up
-            first.wait()
-        answered = (
-            await a.http.get(
-                f"/v1/webhook-endpoints/{endpoint['id']}/messages",
-                params={"limit": 100, "status": "succeeded"},
-            )
-        ).json()["data"]
-        assert len(answered) < 40  # the kill cut deliveries off before their answers
-        receiver.delay = 0
-        with worker(settings):
-            await _until(lambda: len(set(receiver.ids())) >= 40, 90)
-            await _until_all_succeeded(a, endpoint["id"], 40)
+        answered = await _messages(a, endpoint["id"], "succeeded")
+        assert answered == []  # no delivery heard its answer before the kill
+        before = len(receiver.received)
+        receiver.gate.set()
+        async with worker(settings):
+            await receiver.until(lambda r: len(set(r.ids()[before:])) >= 40, 90)
+        # The worker stopped on SIGTERM after finishing what it was sending: all recorded.
         _assert_all_received(receiver)
-    listed = (
-        await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}/messages", params={"limit": 100})
-    ).json()["data"]
+    listed = await _messages(a, endpoint["id"])
     assert len(listed) == 40 and {m["status"] for m in listed} == {"succeeded"}
     for message in listed[:5]:
         log = (await a.http.get(f"/v1/webhook-messages/{message['id']}")).json()
@@ -130,19 +117,11 @@ async def test_killing_the_worker_loses_no_message(tenants: Tenants, settings: S
         assert all(x["latency_ms"] >= 0 for x in log["attempts"])
 
 
-async def _until_all_succeeded(t: TenantClient, endpoint_id: str, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        page = (
-            await t.http.get(
-                f"/v1/webhook-endpoints/{endpoint_id}/messages",
-                params={"limit": 100, "status": "succeeded"},
-            )
-        ).json()["data"]
-        if len(page) >= count:
-            return
-        assert time.monotonic() < deadline, f"{len(page)} of {count} succeeded"
-        await asyncio.sleep(0.2)
+async def _messages(t: TenantClient, endpoint_id: str, status: str | None = None) -> list[Any]:
+    params: dict[str, Any] = {"limit": 100} | ({"status": status} if status else {})
+    page = await t.http.get(f"/v1/webhook-endpoints/{endpoint_id}/messages", params=params)
+    data: list[Any] = page.json()["data"]
+    return data
 
 
 def _assert_all_received(receiver: Receiver) -> None:
