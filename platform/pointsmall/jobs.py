@@ -32,12 +32,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["engine"].dispose()
 
 
+async def _tenant_schemas(ctx: dict[str, Any]) -> list[str]:
+    async with AsyncSession(ctx["engine"]) as session:
+        return await all_schemas(session)
+
+
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     """Forget idempotency keys older than the retention window, in every tenant."""
     engine = ctx["engine"]
     cutoff = func.now() - timedelta(hours=ctx["settings"].idempotency_ttl_hours)
-    async with AsyncSession(engine) as session:
-        schemas = await all_schemas(session)
+    schemas = await _tenant_schemas(ctx)
     removed = 0
     for schema in schemas:
         async with AsyncSession(tenant_bind(engine, schema)) as session, session.begin():
@@ -53,9 +57,7 @@ async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
 
     Each tenant's sweep is one transaction of set-based SQL; a second run finds nothing.
     """
-    engine = ctx["engine"]
-    async with AsyncSession(engine) as session:
-        schemas = await all_schemas(session)
+    schemas = await _tenant_schemas(ctx)
     totals = {"tenants": len(schemas), "released": 0, "expired": 0}
     for schema in schemas:
         released, expired = await ledger.sweep(ctx["hot_pool"], schema)
@@ -67,8 +69,7 @@ async def sweep_points(ctx: dict[str, Any]) -> dict[str, int]:
 async def expire_unpaid_orders(ctx: dict[str, Any]) -> int:
     """Every minute: orders whose payment window closed are cancelled; their points and
     stock come back."""
-    async with AsyncSession(ctx["engine"]) as session:
-        schemas = await all_schemas(session)
+    schemas = await _tenant_schemas(ctx)
     cancelled = 0
     for schema in schemas:
         cancelled += await orders.expire_unpaid(ctx["hot_pool"], schema)
@@ -84,8 +85,7 @@ async def make_spare_schemas(ctx: dict[str, Any]) -> int:
 async def prune_history(ctx: dict[str, Any]) -> dict[str, int]:
     """Daily: drop published outbox rows and old webhook messages and attempts."""
     settings: Settings = ctx["settings"]
-    async with AsyncSession(ctx["engine"]) as session:
-        schemas = await all_schemas(session)
+    schemas = await _tenant_schemas(ctx)
     totals: dict[str, int] = {}
     for schema in schemas:
         pruned = await prune(
@@ -101,8 +101,7 @@ async def prune_history(ctx: dict[str, Any]) -> dict[str, int]:
 
 async def review_tiers(ctx: dict[str, Any]) -> int:
     """Daily: members whose qualification window ended keep their tier or move down."""
-    async with AsyncSession(ctx["engine"]) as session:
-        schemas = await all_schemas(session)
+    schemas = await _tenant_schemas(ctx)
     changed = 0
     for schema in schemas:
         changed += await rules.review_tiers(ctx["hot_pool"], schema)

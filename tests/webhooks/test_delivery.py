@@ -53,7 +53,7 @@ async def _endpoint(t: TenantClient, url: str, **fields: Any) -> dict[str, Any]:
 
 async def _relay(pool: asyncpg.Pool, t: TenantClient) -> list[tuple[str, str]]:
     async with pool.acquire() as conn:
-        return await relay_schema(conn, t.schema, t.id)
+        return (await relay_schema(conn, t.schema, t.id)).pairs
 
 
 class Clock:

@@ -93,7 +93,7 @@ async def test_delivery_checks_the_address_it_connects_to(
             "/v1/points/earn", json={"member_id": member, "points": 5, "reason": "ssrf"}
         )
         async with hot_pool.acquire() as conn:
-            pairs = await relay_schema(conn, a.schema, a.id)
+            pairs = (await relay_schema(conn, a.schema, a.id)).pairs
         assert len(pairs) == 2
         # The deployment stops allowing private targets: both deliveries are refused at connect.
         guarded = Sender(allow_private=False)

@@ -1,7 +1,7 @@
-"""Redemption orders. Each change of an order is one transaction on the driver pool: the
-member's (or the order's) row lock, the checks, stock, the ledger call and the outbox event
-succeed or fail together. Payment providers are called outside transactions, with a key
-that makes a retry safe."""
+"""Redemption orders. Placing one is one call of `mall_place_order` (one round trip); every
+later change is one transaction on the driver pool: the order's row lock, the checks,
+stock, the ledger call and the outbox event succeed or fail together. Payment providers are
+called outside transactions, with a key that makes a retry safe."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -127,7 +127,7 @@ async def place_order(
             order.id,
             msgspec.json.encode(intent).decode(),
         )
-        return await _out(conn, s, await _load(conn, s, order.id, lock=False)), False
+        return await _out(conn, s, order.id), False
 
 
 async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyncpg.Record:
@@ -146,14 +146,17 @@ async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyn
 _order = msgspec.json.Decoder(schemas.Order)
 
 
-async def _out(conn: Conn, s: str, row: asyncpg.Record) -> schemas.Order:
-    return _order.decode(await conn.fetchval(f"SELECT {s}.mall_order_json($1)::text", row["id"]))
+async def _out(conn: Conn, s: str, order_id: str) -> schemas.Order:
+    """The order as the API shows it (`mall_order_json`, the one definition of its shape)."""
+    raw = await conn.fetchval(f"SELECT {s}.mall_order_json($1)::text", order_id)
+    if raw is None:
+        raise NotFound("No such order.")
+    return _order.decode(raw)
 
 
 async def get_order(pool: asyncpg.Pool, schema: str, order_id: str) -> schemas.Order:
-    s = quoted_schema(schema)
     async with pool.acquire() as conn:
-        return await _out(conn, s, await _load(conn, s, order_id, lock=False))
+        return await _out(conn, quoted_schema(schema), order_id)
 
 
 # --- what happens to an order after it is placed -------------------------------------------
@@ -217,14 +220,14 @@ async def _finish(
     conn: Conn, s: str, order_id: str, status: str, event: str | None, **fields: Any
 ) -> schemas.Order:
     sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=3))
-    row = await conn.fetchrow(
+    await conn.execute(
         f"UPDATE {s}.orders SET status = $2, updated_at = now(){', ' + sets if sets else ''}"
-        " WHERE id = $1 RETURNING *",
+        " WHERE id = $1",
         order_id,
         status,
         *fields.values(),
     )
-    out = await _out(conn, s, row)
+    out = await _out(conn, s, order_id)
     if event:
         await conn.execute(
             f"SELECT {s}.ledger_event($1, $2::jsonb)", event, msgspec.json.encode(out).decode()
@@ -251,11 +254,15 @@ async def _cancel_unpaid(conn: Conn, s: str, order_id: str, reason: str, granted
         return True
 
 
-async def _refund_cash(tenant_id: str, order: schemas.Order, payment: dict[str, Any]) -> str | None:
+async def _refund_cash(
+    conn: Conn, s: str, tenant_id: str, order_id: str, payment: dict[str, Any]
+) -> str | None:
     """Give back a taken cash part (before the order changes: the key makes a retry safe)."""
-    if payment.get("status") != "succeeded" or order.cash is None or order.currency is None:
+    if payment.get("status") != "succeeded":
         return None
-    order_id = order.id
+    order = await _out(conn, s, order_id)
+    if order.cash is None or order.currency is None:
+        return None
     refund_id: str | None = await call_first(
         "pointsmall_refund_payment",
         provider=payment["provider"],
@@ -302,7 +309,7 @@ async def change(
         if seen["status"] not in allowed:
             raise _state_error(action, seen)
         refund_id = (
-            await _refund_cash(tenant_id, await _out(conn, s, seen), _payment_of(seen))
+            await _refund_cash(conn, s, tenant_id, order_id, _payment_of(seen))
             if action != "fulfill"
             else None
         )
@@ -362,9 +369,7 @@ async def confirm_payment(
             if late["status"] == "cancelled" and payment["provider"] != "manual":
                 # The provider took the cash after the deadline: it goes back. (With `manual`
                 # the merchant holds the cash and gives it back itself.)
-                await _refund_cash(
-                    tenant_id, await _out(conn, s, late), payment | {"status": "succeeded"}
-                )
+                await _refund_cash(conn, s, tenant_id, order_id, payment | {"status": "succeeded"})
             raise _state_error("confirm the payment of", late)
         async with conn.transaction():
             row = await _load(conn, s, order_id)

@@ -10,7 +10,7 @@ from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.pagination import Limit, StartingAfter
 from pointsmall.schemas import Page
-from pointsmall.webhooks import schemas, services
+from pointsmall.webhooks import relay, schemas, services
 
 AuthRequest = Request[Principal, str, Any]
 
@@ -20,7 +20,7 @@ def _enqueue_after_commit(request: AuthRequest, jobs: list[tuple[str, str, int]]
     state = request.app.state
 
     async def enqueue() -> None:
-        await services.enqueue_after_commit(state.redis, state.settings, request.user.schema, jobs)
+        await relay.enqueue(state.redis, state.settings.webhook_queue, request.user.schema, jobs)
 
     db.after_commit.append(enqueue)
 

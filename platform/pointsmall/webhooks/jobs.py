@@ -108,7 +108,10 @@ class Relay:
                 )
             except TimeoutError:  # the consumers are stuck on slow receivers
                 await relay.enqueue(
-                    self.ctx["redis"], self.settings.webhook_queue, schema, pairs[index:]
+                    self.ctx["redis"],
+                    self.settings.webhook_queue,
+                    schema,
+                    [(m, e, 1) for m, e in pairs[index:]],
                 )
                 return
 
@@ -137,15 +140,15 @@ class Relay:
         total = 0
         while True:
             async with self.ctx["hot_pool"].acquire() as conn:
-                pairs = await relay.relay_schema(
+                relayed = await relay.relay_schema(
                     conn,
                     schema,
                     tenant_id,
                     timedelta(seconds=self.settings.webhook_first_attempt_lease_seconds),
                 )
-            await self.hand_over(schema, pairs)
-            total += len(pairs)
-            if len(pairs) == 0 or len(pairs) < relay.BATCH:
+            await self.hand_over(schema, relayed.pairs)
+            total += len(relayed.pairs)
+            if relayed.events < relay.BATCH:  # the outbox is drained
                 return total
 
     async def run(self) -> None:

@@ -5,9 +5,10 @@ each delivery's first attempt is handed to the relaying worker (or, when it is b
 arq job per delivery). At least once: a delivery whose attempt was lost (a killed worker) is
 found again by `rescue` and enqueued."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -45,11 +46,16 @@ def message_body(
     ).decode()
 
 
+class Relayed(NamedTuple):
+    events: int  # taken from the outbox (BATCH: there may be more)
+    pairs: list[tuple[str, str]]  # the deliveries made: (message, endpoint)
+
+
 async def relay_schema(
     conn: Any, schema: str, tenant_id: str, lease: timedelta = timedelta(minutes=2)
-) -> list[tuple[str, str]]:
-    """Turn up to BATCH unpublished events into deliveries; returns (message, endpoint) pairs.
-    A delivery is first due after `lease`: the relaying worker attempts it meanwhile."""
+) -> Relayed:
+    """Turn up to BATCH unpublished events into deliveries. A delivery is first due after
+    `lease`: the relaying worker attempts it meanwhile."""
     s = quoted_schema(schema)
     async with conn.transaction():
         # Durable whatever the pool's default: a lost relay commit would send its events
@@ -61,7 +67,7 @@ async def relay_schema(
             BATCH,
         )
         if not events:
-            return []
+            return Relayed(0, [])
         endpoints = await conn.fetch(
             f"SELECT id, event_types FROM {s}.webhook_endpoints WHERE enabled"
         )
@@ -87,7 +93,7 @@ async def relay_schema(
             f"UPDATE {s}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
             [e["id"] for e in events],
         )
-    return pairs
+    return Relayed(len(events), pairs)
 
 
 async def store_messages(
@@ -113,17 +119,15 @@ async def store_messages(
 
 
 async def enqueue(
-    redis: ArqRedis, queue: str, schema: str, pairs: list[tuple[str, str]], attempt: int = 1
+    redis: ArqRedis, queue: str, schema: str, jobs: Sequence[tuple[str, str, int]]
 ) -> None:
-    for start in range(0, len(pairs), 500):
+    """One `deliver_webhook` job per (message, endpoint, attempt), to run now."""
+    for start in range(0, len(jobs), 500):
         await enqueue_many(
             redis,
             queue,
             "deliver_webhook",
-            [
-                (job_id(schema, m, e, attempt), (schema, m, e))
-                for m, e in pairs[start : start + 500]
-            ],
+            [(job_id(schema, m, e, n), (schema, m, e)) for m, e, n in jobs[start : start + 500]],
         )
 
 
@@ -143,17 +147,11 @@ async def rescue(
         " ORDER BY next_attempt_at LIMIT 1000",
         after,
     )
-    await enqueue_many(
+    await enqueue(
         redis,
         queue,
-        "deliver_webhook",
-        [
-            (
-                job_id(schema, r["message_id"], r["endpoint_id"], r["attempts"] + 1),
-                (schema, r["message_id"], r["endpoint_id"]),
-            )
-            for r in rows
-        ],
+        schema,
+        [(r["message_id"], r["endpoint_id"], r["attempts"] + 1) for r in rows],
     )
     return len(rows)
 

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from arq.connections import ArqRedis
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -203,7 +202,7 @@ async def list_deliveries(
     return to_page(rows, limit, _delivery, lambda r: r.message_id)
 
 
-async def get_message(session: AsyncSession, message_id: str) -> schemas.Message:
+async def _message(session: AsyncSession, message_id: str) -> Any:
     message = (
         (await session.execute(select(M).where(M.c.id == message_id))).first()
         if is_id("msg", message_id)
@@ -211,6 +210,11 @@ async def get_message(session: AsyncSession, message_id: str) -> schemas.Message
     )
     if message is None:
         raise NotFound("No such webhook message.")
+    return message
+
+
+async def get_message(session: AsyncSession, message_id: str) -> schemas.Message:
+    message = await _message(session, message_id)
     deliveries = await session.execute(
         select(*_DELIVERY_COLUMNS)
         .join(M, M.c.id == D.c.message_id)
@@ -248,7 +252,7 @@ async def retry_message(
 ) -> list[tuple[str, str, int]]:
     """Put the message's deliveries (or one) back in the queue now; returns what to enqueue
     once the transaction commits: (message, endpoint, attempt)."""
-    await get_message(session, message_id)  # 404 first
+    await _message(session, message_id)  # 404 first
     query = (
         update(D)
         .where(D.c.message_id == message_id)
@@ -286,17 +290,3 @@ async def list_notices(session: AsyncSession, endpoint_id: str) -> list[schemas.
         select(N).where(N.c.endpoint_id == endpoint_id).order_by(N.c.id.desc()).limit(100)
     )
     return [schemas.Notice(r.endpoint_id, r.kind, r.detail, r.created_at) for r in rows.all()]
-
-
-async def enqueue_after_commit(
-    redis: ArqRedis, settings: Settings, schema: str, jobs: list[tuple[str, str, int]]
-) -> None:
-    for message_id, endpoint_id, attempt in jobs:
-        await redis.enqueue_job(
-            "deliver_webhook",
-            schema,
-            message_id,
-            endpoint_id,
-            _job_id=relay.job_id(schema, message_id, endpoint_id, attempt),
-            _queue_name=settings.webhook_queue,
-        )
