@@ -33,7 +33,7 @@ from pointsmall.mall.controllers import (
 )
 from pointsmall.members.controllers import MemberController
 from pointsmall.migrations import tenant_migrations
-from pointsmall.observability import RequestIdMiddleware, configure_logging
+from pointsmall.observability import configure_logging, wrap_outermost
 from pointsmall.rules.controllers import (
     BacktestController,
     CheckInController,
@@ -43,7 +43,7 @@ from pointsmall.rules.controllers import (
     TierController,
 )
 from pointsmall.settings import Settings
-from pointsmall.strict_body import check_body
+from pointsmall.strict_body import check_request
 from pointsmall.tenancy.controllers import SignupController
 from pointsmall.tenancy.settings_api import SettingsController
 from pointsmall.webhooks.controllers import WebhookEndpointController, WebhookMessageController
@@ -121,12 +121,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         security=[{"ApiKey": []}],
     )
     prometheus = PrometheusConfig(app_name="pointsmall", prefix="pointsmall", group_path=True)
-    return Litestar(
+    app = Litestar(
         route_handlers=[v1, SignupController, healthz, readyz, PrometheusController],
         lifespan=[resources],
-        middleware=[RequestIdMiddleware, prometheus.middleware],
+        middleware=[prometheus.middleware],
         exception_handlers=exception_handlers,
-        before_request=check_body,
+        before_request=check_request,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Pointsmall API",
@@ -144,3 +144,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         logging_config=None,
     )
+    wrap_outermost(app)
+    return app

@@ -9,16 +9,22 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from pointsmall.settings import Settings
 
 
 def start_postgres(data_dir: Path) -> str:
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver keeps a lock file in the user's runtime dir; without XDG_RUNTIME_DIR
+        # platformdirs falls back to a private temporary dir and warns about it on every
+        # start. The fallback is fine for a lock file, so the warning is only noise.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pgserver
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(data_dir / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
 

@@ -1,10 +1,12 @@
-"""JSON logs that carry the request id, and the middleware that assigns it."""
+"""JSON logs that carry the request id, and the outermost layer that assigns it and logs
+each access."""
 
 import contextvars
 import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -25,7 +27,11 @@ class _RequestIdFilter(logging.Filter):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """One JSON object per line on stderr, every record stamped with the request id."""
+    """One JSON object per line on stderr, every record stamped with the request id.
+
+    Alembic's "Context impl" lines come with every provisioning and tell a reader nothing,
+    so its runtime logger only speaks up for warnings.
+    """
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter(
@@ -38,10 +44,22 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+
+
+def _tenant_of(scope: Scope) -> str | None:
+    user: Any = scope.get("user")
+    return getattr(user, "tenant_id", None)
 
 
 class RequestIdMiddleware:
-    """Takes a sane `X-Request-Id` from the caller or makes one; echoes it; logs the access."""
+    """Takes a sane `X-Request-Id` from the caller or makes one; echoes it; logs the access.
+
+    It wraps the whole application, outside Litestar's router and its exception handler
+    (see `wrap_outermost`), so every answer — routing 404s and 405s, 401s raised by the
+    authentication middleware, OPTIONS and HEAD — carries the id and is logged with the
+    status that was really sent.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,7 +74,7 @@ class RequestIdMiddleware:
         )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -73,8 +91,17 @@ class RequestIdMiddleware:
                 extra={
                     "method": scope.get("method"),
                     "path": scope["path"],
+                    "route": scope.get("path_template"),
+                    # None: the connection ended before any answer was sent.
                     "status": status,
+                    "tenant_id": _tenant_of(scope),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
             request_id_var.reset(token)
+
+
+def wrap_outermost(app: Any) -> None:
+    """Put `RequestIdMiddleware` around the app's whole ASGI handler (router and exception
+    handler included); Litestar's own middleware list only wraps matched routes."""
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)

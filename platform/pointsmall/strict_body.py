@@ -1,9 +1,13 @@
-"""Strict JSON bodies: `"10"` is not an integer and `"true"` is not a boolean.
+"""Checks every request passes before its handler runs.
 
-Litestar converts request bodies with msgspec's lax rules (strings coerced to numbers and
-booleans). A wrong type is a client bug the client wants to hear about, so before the
-handler runs, the body is decoded once more, strictly, against the handler's declared
-`data` type; a mismatch is a 422 naming the field.
+- Strict JSON bodies: `"10"` is not an integer and `"true"` is not a boolean. Litestar
+  converts request bodies with msgspec's lax rules (strings coerced to numbers and
+  booleans). A wrong type is a client bug the client wants to hear about, so the body is
+  decoded once more, strictly, against the handler's declared `data` type; a mismatch is a
+  422 naming the field. Bytes that are not UTF-8 are a 422 too.
+- No NUL anywhere: PostgreSQL text and jsonb cannot hold U+0000, so a NUL in a JSON string
+  (free-form `data` included), a query value or a path id is refused here — 422 naming the
+  field, or 404 for a path id (no object has such an id) — instead of failing in the driver.
 """
 
 from functools import cache
@@ -14,6 +18,10 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.handlers import HTTPRouteHandler
 
+from pointsmall.errors import NotFound
+
+_NUL = "\x00"
+
 
 @cache
 def _decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool] | None:
@@ -23,7 +31,42 @@ def _decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool
     return msgspec.json.Decoder(field.annotation), field.is_optional
 
 
-async def check_body(request: Request[Any, Any, Any]) -> None:
+def _invalid(field: str, message: str) -> ValidationException:
+    return ValidationException(
+        detail="The request is invalid.", extra=[{"key": field, "message": message}]
+    )
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL, if any."""
+    if isinstance(value, str):
+        return path if _NUL in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if _NUL in key:
+                return where
+            found = _nul_at(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _check_path_and_query(request: Request[Any, Any, Any]) -> None:
+    if any(isinstance(v, str) and _NUL in v for v in request.path_params.values()):
+        raise NotFound("No such object.")
+    for name, value in request.query_params.items():
+        if _NUL in value or _NUL in name:
+            raise _invalid(name, "may not contain NUL (U+0000)")
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    _check_path_and_query(request)
     found = _decoder(request.route_handler)
     if found is None:
         return
@@ -33,7 +76,13 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
         return
     try:
         decoder.decode(body)
+    except UnicodeDecodeError as exc:
+        raise _invalid("body", "the body is not valid UTF-8") from exc
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ValidationException(
             detail="The request body is invalid.", extra=[{"message": str(exc)}]
         ) from exc
+    if b"\\u0000" in body:  # JSON can carry a NUL only as this escape: look closer
+        where = _nul_at(msgspec.json.decode(body), "")
+        if where is not None:
+            raise _invalid(where or "body", "may not contain NUL (U+0000)")

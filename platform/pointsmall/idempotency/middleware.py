@@ -125,7 +125,8 @@ class UnitOfWorkMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
+        if scope["type"] != ScopeType.HTTP or "user" not in scope:
+            # OPTIONS (CORS preflights) is answered without a credential and touches no data.
             await self.app(scope, receive, send)
             return
         method = str(scope.get("method"))
