@@ -4,6 +4,7 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -177,26 +178,53 @@ def sqlstate(exc: BaseException) -> str:
     return ""
 
 
-def _database(_: Request[Any, Any, Any], exc: DBAPIError) -> Response[bytes]:
+# Database refusals a client caused, by constraint name: (status, code, detail).
+_CONSTRAINTS = {
+    "ck_balances_within_limit": (
+        409,
+        "balance_limit_exceeded",
+        f"The member's balance would exceed {2**53} points, the most any JSON client reads "
+        "exactly.",
+    ),
+}
+
+
+def constraint_name(exc: BaseException) -> str:
+    """The name of the constraint a database error names, whichever layer wraps it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name = getattr(seen, "constraint_name", None)
+        if isinstance(name, str):
+            return name
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""
+
+
+def database_problem(exc: BaseException) -> Problem:
+    """The answer to a database error, from the driver or through SQLAlchemy."""
     state = sqlstate(exc)
+    known = _CONSTRAINTS.get(constraint_name(exc))
+    if known is not None:
+        status, code, detail = known
+        return make_problem(status, code, "Conflict", detail)
     if state.startswith("22"):  # data exception: a value Postgres cannot hold
-        problem = make_problem(
+        return make_problem(
             422,
             "validation_error",
             "Validation failed",
             "A value is not acceptable.",
             [FieldError(field="body", message="a value is out of range or malformed")],
         )
-    elif state in ("40001", "40P01", "55P03"):  # serialization failure, deadlock, lock timeout
-        problem = make_problem(409, "retry_conflict", "Conflict", "Concurrent change; retry.")
-    elif state.startswith("23"):
-        problem = make_problem(409, "conflict", "Conflict", "The change conflicts with data.")
-    else:
-        log.exception("database error", exc_info=exc)
-        problem = make_problem(
-            500, "internal_error", "Internal error", "An internal error occurred."
-        )
-    return problem_response(problem)
+    if state in ("40001", "40P01", "55P03"):  # serialization failure, deadlock, lock timeout
+        return make_problem(409, "retry_conflict", "Conflict", "Concurrent change; retry.")
+    if state.startswith("23"):
+        return make_problem(409, "conflict", "Conflict", "The change conflicts with data.")
+    log.exception("database error", exc_info=exc)
+    return make_problem(500, "internal_error", "Internal error", "An internal error occurred.")
+
+
+def _database(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return problem_response(database_problem(exc))
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -215,6 +243,7 @@ exception_handlers: dict[Any, Any] = {
     ValidationException: _validation,
     HTTPException: _http,
     DBAPIError: _database,
+    asyncpg.PostgresError: _database,
     Exception: _unexpected,
 }
 

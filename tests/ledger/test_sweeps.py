@@ -118,10 +118,11 @@ async def test_manual_release(ledger: Tenants) -> None:
     earn = (await a.http.post("/v1/points/earn", json=body | {"points": 15})).json()
     assert (await _balance(a, member, "manual"))["pending"] == 15
     released = await a.http.post(f"/v1/transactions/{earn['id']}/release")
-    assert released.status_code == 201 and released.json() == {"released_lots": 1}
+    assert released.status_code == 201, released.text
+    assert released.json()["kind"] == "release" and released.json()["reference"] == earn["id"]
     assert (await _balance(a, member, "manual"))["available"] == 15
     again = await a.http.post(f"/v1/transactions/{earn['id']}/release")
-    assert again.status_code == 404
+    assert again.status_code == 409 and again.json()["code"] == "already_released"
 
 
 async def test_point_type_validation(ledger: Tenants) -> None:

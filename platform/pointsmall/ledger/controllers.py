@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pointsmall.auth.middleware import requires
 from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
-from pointsmall.errors import NotFound, problem_responses
+from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
 from pointsmall.ledger import schemas, services
 from pointsmall.pagination import Limit, StartingAfter
@@ -114,15 +114,19 @@ class TransactionController(Controller):
     @post(
         "/{transaction_id:str}/release",
         guards=[requires("points:write")],
-        responses=problem_responses(401, 403, 404),
+        opt=NATIVE,
+        responses=problem_responses(401, 403, 404, 409),
+        status_code=201,
     )
-    async def release(self, request: AuthRequest, transaction_id: FromPath[str]) -> dict[str, int]:
-        """Make an earn's pending points available now (point types with `manual` pending)."""
-        engine, schema, _ = _context(request)
-        released = await services.release(engine, schema, transaction_id)
-        if not released:
-            raise NotFound("No pending points for this transaction.")
-        return {"released_lots": released}
+    async def release(
+        self, request: AuthRequest, transaction_id: FromPath[str]
+    ) -> Response[schemas.Transaction]:
+        """Make an earn's pending points available now (point types with `manual` pending).
+        The answer is the `release` transaction, whose `points` became available; 409
+        `already_released`, `already_reversed` or `not_pending` when there is nothing to
+        release."""
+        engine, schema, idem = _context(request)
+        return _answer(await services.release(engine, schema, transaction_id, idem=idem))
 
 
 class MemberLedgerController(Controller):

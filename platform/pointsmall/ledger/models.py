@@ -56,6 +56,12 @@ class Balance(TenantBase):
     __table_args__ = (
         CheckConstraint("pending >= 0", name="pending_not_negative"),
         CheckConstraint("lifetime_earned >= 0", name="lifetime_not_negative"),
+        # 2^53: the most every JSON client reads exactly (see MAX_POINTS).
+        CheckConstraint(
+            "available <= 9007199254740992 AND pending <= 9007199254740992"
+            " AND lifetime_earned <= 9007199254740992",
+            name="within_limit",
+        ),
     )
 
 

@@ -43,7 +43,8 @@ class ReverseCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Transaction(msgspec.Struct):
-    """A ledger transaction. `points` is the signed change to the member's points."""
+    """A ledger transaction. `points` is the signed change to the member's points; for a
+    `release` it is the pending points that became available (the total is unchanged)."""
 
     id: str
     kind: Literal["earn", "spend", "adjust", "reverse", "expire", "release", "clawback"]

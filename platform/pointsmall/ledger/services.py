@@ -33,6 +33,12 @@ _ERRORS: dict[str, ApiError] = {
         errors=[FieldError(field="point_type", message="no such point type")],
     ),
     "already_reversed": Conflict("The transaction is already reversed.", code="already_reversed"),
+    "already_released": Conflict(
+        "The transaction's pending points were already released.", code="already_released"
+    ),
+    "not_pending": Conflict(
+        "The transaction is not an earn that went to pending points.", code="not_pending"
+    ),
     "cannot_reverse_reversal": Conflict(
         "A reversal cannot be reversed.", code="cannot_reverse_reversal"
     ),
@@ -221,14 +227,18 @@ async def sweep(pool: asyncpg.Pool, schema: str, now: datetime | None = None) ->
 
 
 async def release(
-    pool: asyncpg.Pool, schema: str, transaction_id: str, now: datetime | None = None
-) -> int:
-    """Release one earn's pending points now (point types with the `manual` policy)."""
-    name = quoted_schema(schema)
-    released = await pool.fetchval(
-        f"SELECT {name}.ledger_release(coalesce($1, now()), $2)", now, transaction_id
+    pool: asyncpg.Pool,
+    schema: str,
+    transaction_id: str,
+    *,
+    now: datetime | None = None,
+    idem: Idempotency = Idempotency(),
+) -> Written:
+    """Release one earn's pending points now (point types with the `manual` policy); the
+    answer is the release transaction."""
+    return await _call(
+        pool, schema, "ledger_release_one", transaction_id, now, idem.key, idem.fingerprint
     )
-    return int(released)
 
 
 # --- reads -----------------------------------------------------------------------------
