@@ -103,7 +103,7 @@ def make_problem(
         title=title,
         status=status,
         code=code,
-        detail=detail,
+        detail=detail or title,  # every problem says something a person can read
         errors=errors or [],
     )
 

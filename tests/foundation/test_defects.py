@@ -174,3 +174,15 @@ async def test_access_log_tells_the_truth(
         assert record.tenant_id == tenant, (method, path)
     assert records[ids[1]].route == "/v1/members"
     assert records[ids[2]].route == "/v1/members/{member_id}"
+
+
+@pytest.mark.parametrize(
+    "body", [{"timezone": "Mars/Olympus_Mons"}, {"point_value": "0"}, {"nope": 1}]
+)
+async def test_every_422_has_a_detail(
+    tenants: tuple[TenantClient, TenantClient], body: dict[str, Any]
+) -> None:
+    a, _ = tenants
+    response = await a.http.patch("/v1/settings", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"], response.json()
