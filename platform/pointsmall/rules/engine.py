@@ -2,7 +2,6 @@
 the member, the event and how much each rule already gave, it says what each rule awards
 and why (or why not). Conditions are CEL, compiled once per immutable rule version."""
 
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -13,48 +12,25 @@ import cel
 import msgspec
 
 from pointsmall.errors import FieldError, InvalidInput
-from pointsmall.rules import schemas
+from pointsmall.rules import conditions, schemas
 
-VARIABLES = frozenset({"event", "member", "now"})
-MEMBER_FIELDS = frozenset(
-    {
-        "id",
-        "external_id",
-        "email",
-        "name",
-        "tier",
-        "attributes",
-        "lifetime_points",
-        "signup_date",
-        "streak",
-    }
-)
-_MEMBER_FIELD = re.compile(r"\bmember\.([A-Za-z_][A-Za-z0-9_]*)")
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 
 
 def compile_condition(expression: str, field: str = "condition") -> Any:
-    """Compile a condition or raise a 422 with CEL's message (which shows the position)."""
+    """Compile and type-check a condition, or raise a 422 with the message and position."""
     try:
-        program = cel.compile(expression)
+        cel.compile(expression)  # CEL's own syntax errors first
+        return cel.compile(conditions.check(expression))
     except ValueError as exc:
         raise InvalidInput(
             "The condition does not compile.", errors=[FieldError(field=field, message=str(exc))]
         ) from exc
-    unknown = set(program.variables()) - VARIABLES
-    if unknown:
-        message = f"unknown variable(s) {sorted(unknown)}; conditions see event, member and now"
+    except conditions.ConditionError as exc:
         raise InvalidInput(
-            "The condition names unknown variables.",
-            errors=[FieldError(field=field, message=message)],
-        )
-    fields = set(_MEMBER_FIELD.findall(expression)) - MEMBER_FIELDS
-    if fields:
-        message = f"unknown member field(s) {sorted(fields)}; members have {sorted(MEMBER_FIELDS)}"
-        raise InvalidInput(
-            "The condition names unknown fields.", errors=[FieldError(field=field, message=message)]
-        )
-    return program
+            "The condition does not type-check.",
+            errors=[FieldError(field=field, message=str(exc))],
+        ) from exc
 
 
 def check_effect(effect: schemas.Effect, field: str = "effect") -> None:
@@ -80,7 +56,11 @@ def program_for(version_id: str, expression: str) -> Any:
     """Versions never change, so their compiled programs are kept (bounded LRU)."""
     program = _programs.get(version_id)
     if program is None:
-        program = _programs[version_id] = compile_condition(expression)
+        try:
+            source = conditions.check(expression)
+        except conditions.ConditionError:
+            source = expression  # saved before conditions were type-checked: run it as it is
+        program = _programs[version_id] = cel.compile(source)
         if len(_programs) > 5000:
             _programs.popitem(last=False)
     else:
@@ -255,7 +235,9 @@ def evaluate(
     """Judge an event. Base rules first (highest priority first; an exclusive rule that
     fires stops the base rules after it), scaled by the member's tier multiplier, then
     multipliers (campaigns) on what the base rules gave."""
-    context = cel.Context(variables={"event": event, "member": member, "now": now})
+    context = cel.Context(
+        variables={"event": event, "member": member, "now": now}, functions=conditions.ACCESSORS
+    )
     occurred_at: datetime = event["occurred_at"]
     base = [r for r in rules if not isinstance(r.effect, schemas.MultiplierEffect)]
     multipliers = [r for r in rules if isinstance(r.effect, schemas.MultiplierEffect)]

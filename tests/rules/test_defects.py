@@ -1,0 +1,173 @@
+"""Issue 10, rules and events: CEL time-zone accessors and conditions type-checked when saved
+(6), `order.*` events need `data.order_id` (7), no events from the future nor check-ins
+older than the tenant's window (16), no event worth more than 2^53 points (3)."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import TenantClient
+
+Tenants = tuple[TenantClient, TenantClient]
+FIXED = {"kind": "fixed", "points": 10}
+PER_UNIT = {"kind": "per_unit", "field": "total", "points_per_unit": "1"}
+MAX_POINTS = 2**53
+
+
+async def _member(a: TenantClient, external_id: str) -> str:
+    response = await a.http.post("/v1/members", json={"external_id": external_id})
+    assert response.status_code == 201, response.text
+    member: str = response.json()["id"]
+    return member
+
+
+async def _rule(
+    a: TenantClient,
+    condition: str = "true",
+    *,
+    trigger: str = "custom.visit",
+    effect: dict[str, Any] = FIXED,
+) -> httpx.Response:
+    body = {"name": "r", "trigger": trigger, "condition": condition, "effect": effect}
+    return await a.http.post("/v1/rules", json=body)
+
+
+def _event(member: str, occurred_at: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "custom.visit",
+        "member_id": member,
+        "occurred_at": occurred_at,
+        "data": data or {},
+    }
+
+
+def _field_errors(response: httpx.Response) -> dict[str, str]:
+    return {e["field"]: e["message"] for e in response.json()["errors"]}
+
+
+async def _balance(a: TenantClient, member: str) -> int:
+    response = await a.http.get(f"/v1/members/{member}/balance")
+    available: int = sum(b["available"] for b in response.json()["balances"])
+    return available
+
+
+# --- 6: time-zone accessors; conditions are type-checked when saved -------------------------
+
+
+async def test_time_zone_accessors_judge_the_local_time(tenants: Tenants) -> None:
+    """'Every 11 November in Shanghai' can be written; without a zone an accessor is UTC,
+    whatever offset the event was sent with (months and days of month count from 0)."""
+    a, _ = tenants
+    member = await _member(a, "tz")
+    singles_day = await _rule(
+        a,
+        'event.occurred_at.getMonth("Asia/Shanghai") == 10'
+        ' && event.occurred_at.getDayOfMonth("Asia/Shanghai") == 10',
+    )
+    midnight = await _rule(
+        a,
+        'event.occurred_at.getHours("+08:00") == 0'
+        ' && event.occurred_at.getDate("Asia/Shanghai") == 11'
+        " && event.occurred_at.getHours() == 16",
+    )
+    assert singles_day.status_code == 201, singles_day.text
+    assert midnight.status_code == 201, midnight.text
+    ids = {singles_day.json()["id"], midnight.json()["id"]}
+    for occurred_at, fired in [
+        ("2026-11-10T16:30:00Z", True),  # 00:30 on the 11th in Shanghai
+        ("2026-11-11T00:30:00+08:00", True),  # the same instant
+        ("2026-11-10T15:59:59Z", False),  # 23:59:59 on the 10th in Shanghai
+    ]:
+        simulated = await a.http.post(
+            "/v1/rules/simulate", json={"event": _event(member, occurred_at)}
+        )
+        assert simulated.status_code == 200, simulated.text
+        reasons = {v["rule_id"]: v["reason"] for v in simulated.json()["verdicts"]}
+        expected = "fired" if fired else "condition_false"
+        assert reasons == dict.fromkeys(ids, expected), (occurred_at, reasons)
+    recorded = await a.http.post("/v1/events", json=_event(member, "2026-11-10T16:30:00Z"))
+    assert recorded.status_code == 201, recorded.text
+    assert [t["points"] for t in recorded.json()["transactions"]] == [10, 10]
+
+
+@pytest.mark.parametrize(
+    ("condition", "needle"),
+    [
+        ('event.occurred_at.getMonht("Asia/Shanghai") == 10', "unknown function 'getMonht'"),
+        ("sizeof(event.data) > 1", "unknown function 'sizeof'"),
+        ("event.occurred_at.getMonth(8) == 10", "no overload of 'getMonth'"),
+        ('event.occurred_at.getMonth("Mars/Olympus") == 10', "not a time zone"),
+        ('member.lifetime_points.startsWith("1")', "no overload of 'startsWith'"),
+        ('member.streak + "1" == 2', "no overload of '+'"),
+        ("member.streak == 1 && member.tier", "no overload of '&&'"),
+        ('member.signup_date > "2026-01-01"', "no overload of '>'"),
+        ("now.getDayOfWeek()", "not a bool"),
+        ("event.amount > 1", "unknown event field 'amount'"),
+        ("[1, 2].exists(n, m > 1)", "unknown variable 'm'"),
+    ],
+)
+async def test_condition_is_type_checked_when_saved(
+    tenants: Tenants, condition: str, needle: str
+) -> None:
+    a, _ = tenants
+    created = await _rule(a, condition)
+    assert created.status_code == 422, created.text
+    assert created.json()["code"] == "validation_error"
+    assert needle in _field_errors(created).get("condition", ""), created.json()
+    assert (await a.http.get("/v1/rules")).json() == []
+    # The same check on an edit and on a draft.
+    rule = (await _rule(a)).json()
+    edited = await a.http.patch(f"/v1/rules/{rule['id']}", json={"condition": condition})
+    assert edited.status_code == 422 and "condition" in _field_errors(edited)
+    member = await _member(a, "draft")
+    draft = {"name": "d", "trigger": "custom.visit", "condition": condition, "effect": FIXED}
+    simulated = await a.http.post(
+        "/v1/rules/simulate",
+        json={"event": _event(member, "2026-11-08T12:00:00Z"), "draft": draft},
+    )
+    assert simulated.status_code == 422 and "draft.condition" in _field_errors(simulated)
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "type(event.data.total) == double && type(member.streak) == int",
+        "type(member.id) == string && type(event.data.items) == list",
+        "[1, 2, 3].exists(n, n == member.streak + 1)",
+        'has(event.data.sku) && event.data.sku in ["tv", "radio"]',
+        'now - member.signup_date < duration("24h")',
+        'member.tier == null || member.tier.startsWith("g")',
+        "event.data.items.all(i, i.price > 0.0) && size(event.data.items) == 1",
+        'event.occurred_at.getDayOfWeek("America/New_York") in [0, 6]',
+        'timestamp(event.data.when).getHours("Asia/Shanghai") == 0',
+        '{"a": 1}.a == 1 && event.type == "custom.visit" && member.attributes.size() == 0',
+    ],
+)
+async def test_well_typed_conditions_save_and_fire(tenants: Tenants, condition: str) -> None:
+    a, _ = tenants
+    member = await _member(a, "ok")
+    created = await _rule(a, condition)
+    assert created.status_code == 201, created.text
+    data = {
+        "total": 12.5,
+        "sku": "tv",
+        "items": [{"price": 1.0}],
+        "when": "2026-11-10T16:00:00Z",
+    }
+    simulated = await a.http.post(
+        "/v1/rules/simulate", json={"event": _event(member, "2026-11-08T12:00:00Z", data)}
+    )
+    assert simulated.status_code == 200, simulated.text
+    assert [v["reason"] for v in simulated.json()["verdicts"]] == ["fired"]
+
+
+async def test_a_missing_data_key_stays_a_run_time_skip(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = await _member(a, "skip")
+    created = await _rule(a, 'event.data.paid_at.getHours("Asia/Shanghai") == 0')
+    assert created.status_code == 201, created.text
+    recorded = await a.http.post("/v1/events", json=_event(member, "2026-11-08T12:00:00Z"))
+    assert recorded.status_code == 201, recorded.text
+    [verdict] = recorded.json()["verdicts"]
+    assert verdict["reason"] == "error: missing key 'paid_at'"
