@@ -104,11 +104,13 @@ async def test_limits_tiers_and_window_refuse_with_their_own_codes(tenants: Tena
         "/v1/orders", json={"member_id": member, "lines": [{"product_id": daily}]}
     )
     assert twice.json()["code"] == "period_limit_exceeded"
+    tier = {"key": "gold", "name": "Gold", "threshold": 300, "window_days": 30}
+    assert (await a.http.post("/v1/tiers", json=tier)).status_code == 201
     gold_only = await _product(a, tiers=["gold"])
     refused = await a.http.post(
         "/v1/orders", json={"member_id": member, "lines": [{"product_id": gold_only}]}
     )
-    assert refused.status_code == 403 and refused.json()["code"] == "tier_restricted"
+    assert refused.status_code == 409 and refused.json()["code"] == "tier_restricted"
     later = await _product(a, available_from="2099-01-01T00:00:00Z")
     window = await a.http.post(
         "/v1/orders", json={"member_id": member, "lines": [{"product_id": later}]}

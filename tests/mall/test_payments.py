@@ -73,17 +73,19 @@ async def test_points_as_part_payment_and_the_rounding_rule(tenants: Tenants) ->
     assert settings.status_code == 200, settings.text
     assert settings.json()["max_points_share"] == "0.5"
     buyer = await member(a, "split", 10_000)
-    item = await product(a, points_price=1000)  # worth 10.00 USD at 100 points = 1 USD
+    # 1,000 points (10.00 USD at 100 points = 1 USD) + 1.00 USD: at most 5.50 of the 11.00
+    # in points. (The share bounds points toward cash-priced goods only.)
+    item = await product(a, points_price=1000, cash_price="1.00")
     default = (await _order(a, buyer, item)).json()
-    assert (default["points"], default["cash"], default["points_total"]) == (500, "5.00", 1000)
+    assert (default["points"], default["cash"], default["points_total"]) == (550, "5.50", 1000)
     over = await _order(a, buyer, item, points=800)
     assert over.status_code == 422 and over.json()["code"] == "points_share_exceeded"
     assert over.json()["errors"][0]["field"] == "payment.points"
     fewer = (
-        await _order(a, buyer, item, points=250, cash={"amount": "7.5", "currency": "USD"})
+        await _order(a, buyer, item, points=250, cash={"amount": "8.5", "currency": "USD"})
     ).json()
-    assert (fewer["points"], fewer["cash"]) == (250, "7.50")
-    mismatch = await _order(a, buyer, item, points=250, cash={"amount": "7.49", "currency": "USD"})
+    assert (fewer["points"], fewer["cash"]) == (250, "8.50")
+    mismatch = await _order(a, buyer, item, points=250, cash={"amount": "8.49", "currency": "USD"})
     assert mismatch.status_code == 422 and mismatch.json()["code"] == "cash_mismatch"
     assert mismatch.json()["errors"][0]["field"] == "payment.cash"
     # 1,000 points = 3 USD: points turn into cash only in whole cents, never rounded.
@@ -92,7 +94,7 @@ async def test_points_as_part_payment_and_the_rounding_rule(tenants: Tenants) ->
     assert inexact.status_code == 422 and inexact.json()["code"] == "inexact_split"
     assert "990 or 1000" in inexact.json()["detail"]
     exact = (await _order(a, buyer, item, points=990)).json()
-    assert (exact["points"], exact["cash"]) == (990, "0.03")
+    assert (exact["points"], exact["cash"]) == (990, "1.03")
     bad_share = await a.http.patch("/v1/settings", json={"max_points_share": "1.5"})
     assert bad_share.status_code == 422
 
@@ -159,7 +161,7 @@ async def test_refund_after_fulfilment_and_coupons(tenants: Tenants, engine: Asy
     used, unused = [(await _order(a, buyer, coupon)).json() for _ in range(2)]
     await a.http.post(f"/v1/coupons/{used['coupons'][0]}/redeem")
     blocked = await a.http.post(f"/v1/orders/{used['id']}/refund")
-    assert blocked.status_code == 409 and blocked.json()["code"] == "coupon_already_redeemed"
+    assert blocked.status_code == 409 and blocked.json()["code"] == "coupon_redeemed"
     assert (await a.http.post(f"/v1/orders/{unused['id']}/refund")).status_code == 200
     voided = await a.http.get(f"/v1/coupons/{unused['coupons'][0]}")
     assert voided.json()["status"] == "void"

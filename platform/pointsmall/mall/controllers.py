@@ -189,7 +189,7 @@ class OrderController(Controller):
         data: JSONBody[schemas.RefundIn | None] = None,
     ) -> schemas.Order:
         """Refund a confirmed or fulfilled order: points and paid cash come back; stock only
-        with `restock: true`. 409 `coupon_already_redeemed` when one of its coupons was used."""
+        with `restock: true`. 409 `coupon_redeemed` when one of its coupons was used."""
         return await self._change(
             request, order_id, "refund", restock=(data or schemas.RefundIn()).restock
         )

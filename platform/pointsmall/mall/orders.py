@@ -121,13 +121,18 @@ async def place_order(
         async with pool.acquire() as conn:
             await _cancel_unpaid(conn, s, order.id, "payment_failed", granted_by)
         raise ProviderFailed(f"{pay.provider}: {exc}") from exc
-    async with pool.acquire() as conn:
+    # `order.created` waits for the payment, so that it carries the `payment_id` that
+    # confirm-payment needs (`mall_place_order` writes it only for orders without cash).
+    async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             f"UPDATE {s}.orders SET payment = payment || $2::jsonb WHERE id = $1",
             order.id,
             msgspec.json.encode(intent).decode(),
         )
-        return await _out(conn, s, order.id), False
+        out = await _out(conn, s, order.id)
+        if out.status == "pending_payment":  # not cancelled meanwhile
+            await _event(conn, s, "order.created", out)
+        return out, False
 
 
 async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyncpg.Record:
@@ -182,9 +187,7 @@ async def _give_back(
         row["id"],
     )
     if redeemed:
-        raise Conflict(
-            "A coupon of this order was already redeemed.", code="coupon_already_redeemed"
-        )
+        raise Conflict("A coupon of this order was already redeemed.", code="coupon_redeemed")
     await conn.execute(
         f"UPDATE {s}.coupons SET voided_at = now() WHERE order_id = $1 AND voided_at IS NULL",
         row["id"],
@@ -228,11 +231,17 @@ async def _finish(
         *fields.values(),
     )
     out = await _out(conn, s, order_id)
-    if event:
-        await conn.execute(
-            f"SELECT {s}.ledger_event($1, $2::jsonb)", event, msgspec.json.encode(out).decode()
-        )
+    # An order whose payment was never made (its provider failed, or the process stopped
+    # before it answered) was never announced, so its cancellation is not either.
+    if event and (out.payment is None or out.payment.payment_id is not None):
+        await _event(conn, s, event, out)
     return out
+
+
+async def _event(conn: Conn, s: str, event: str, order: schemas.Order) -> None:
+    await conn.execute(
+        f"SELECT {s}.ledger_event($1, $2::jsonb)", event, msgspec.json.encode(order).decode()
+    )
 
 
 async def _cancel_unpaid(conn: Conn, s: str, order_id: str, reason: str, granted_by: str) -> bool:

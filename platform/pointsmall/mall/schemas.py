@@ -16,6 +16,7 @@ CategoryId = Annotated[str, msgspec.Meta(max_length=40, pattern=r"^cat_[0-9a-z]{
 Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,10}(\.[0-9]{1,4})?$")]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 ProviderName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+TierKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
 class CategoryCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -55,7 +56,7 @@ class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
     per_member_limit: Count | None = None
     per_period_limit: Count | None = None
     limit_period: Literal["day", "week", "month"] | None = None
-    tiers: list[Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]] | None = None
+    tiers: list[TierKey] | None = None  # keys of existing tiers (422 `unknown_tier`)
     available_from: AwareTime | None = None
     available_until: AwareTime | None = None
     images: Annotated[list[Url], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
@@ -75,6 +76,7 @@ class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
         msgspec.UNSET
     )
     status: ProductStatus | msgspec.UnsetType = msgspec.UNSET
+    tiers: list[TierKey] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Product(msgspec.Struct):
@@ -167,9 +169,17 @@ class CodesAdded(msgspec.Struct):
     stock: int
 
 
+class VirtualCodeOut(msgspec.Struct):
+    code: str
+    product_id: str
+    status: Literal["delivered", "void"]  # void: the order was cancelled or refunded
+
+
 class Order(msgspec.Struct):
     """`points` is what the member paid in points, `cash` what is paid in cash (None: none);
-    `points_total` and `cash_total` are the price before the split."""
+    `points_total` is the points price before the split. `codes` are the virtual
+    codes the member may use; `virtual_codes` every code the member was shown, with its
+    status (after a refund: `void`)."""
 
     id: str
     member_id: str
@@ -180,6 +190,7 @@ class Order(msgspec.Struct):
     created_at: datetime
     coupons: list[str] = msgspec.field(default_factory=list)
     codes: list[str] = msgspec.field(default_factory=list)
+    virtual_codes: list[VirtualCodeOut] = msgspec.field(default_factory=list)
     cash: str | None = None
     currency: str | None = None
     points_total: int = 0

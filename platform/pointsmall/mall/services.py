@@ -15,6 +15,7 @@ from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import is_id, new_id
 from pointsmall.mall import models, schemas
 from pointsmall.pagination import newest_first, to_page
+from pointsmall.rules.models import Tier
 from pointsmall.schemas import Page
 from pointsmall.tenancy.models import TenantSettings
 from pointsmall_tenants import quoted_schema
@@ -48,6 +49,22 @@ def _invalid(field: str, message: str, code: str = "validation_error") -> Invali
     return InvalidInput(message, code=code, errors=[FieldError(field=field, message=message)])
 
 
+async def _check_tiers(session: AsyncSession, tiers: list[str] | None) -> None:
+    """A product for a tier that does not exist could never be ordered: refuse it."""
+    if not tiers:
+        return
+    known = set((await session.scalars(select(Tier.key))).all())
+    unknown = [key for key in dict.fromkeys(tiers) if key not in known]
+    if unknown:
+        message = f"no such tier: {', '.join(unknown)}"
+        raise InvalidInput(
+            f"Unknown tiers: {', '.join(unknown)}; the tenant's tiers are:"
+            f" {', '.join(sorted(known)) or 'none'}.",
+            code="unknown_tier",
+            errors=[FieldError(field="tiers", message=message)],
+        )
+
+
 async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> schemas.Product:
     settings = await session.get_one(TenantSettings, 1)
     if data.category is not None and await session.get(models.Category, data.category) is None:
@@ -61,17 +78,10 @@ async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> 
             code="currency_mismatch",
         )
     if (data.per_period_limit is None) != (data.limit_period is None):
-        raise InvalidInput(
-            errors=[
-                FieldError(
-                    field="limit_period", message="give per_period_limit and limit_period together"
-                )
-            ]
-        )
+        raise _invalid("limit_period", "give per_period_limit and limit_period together")
     if data.kind == "coupon" and data.coupon_valid_days is None:
-        raise InvalidInput(
-            errors=[FieldError(field="coupon_valid_days", message="required for coupons")]
-        )
+        raise _invalid("coupon_valid_days", "required for coupons")
+    await _check_tiers(session, data.tiers)
     fields = msgspec.structs.asdict(data)
     fields["coupon_value"] = Decimal(data.coupon_value) if data.coupon_value else None
     fields["cash_price"] = Decimal(data.cash_price) if data.cash_price else None
@@ -103,6 +113,8 @@ async def update_product(
     row = await _get(session, product_id)
     if row.kind == "virtual" and data.stock is not msgspec.UNSET:
         raise _invalid("stock", "a virtual product's stock is its uploaded codes")
+    if isinstance(data.tiers, list):
+        await _check_tiers(session, data.tiers)
     for field, value in msgspec.structs.asdict(data).items():
         if value is not msgspec.UNSET:
             setattr(row, field, value)
