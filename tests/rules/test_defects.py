@@ -2,6 +2,7 @@
 (6), `order.*` events need `data.order_id` (7), no events from the future nor check-ins
 older than the tenant's window (16), no event worth more than 2^53 points (3)."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -171,3 +172,97 @@ async def test_a_missing_data_key_stays_a_run_time_skip(tenants: Tenants) -> Non
     assert recorded.status_code == 201, recorded.text
     [verdict] = recorded.json()["verdicts"]
     assert verdict["reason"] == "error: missing key 'paid_at'"
+
+
+# --- 7: order events need their order id ------------------------------------------------
+
+
+async def test_order_events_need_an_order_id(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = await _member(a, "orders")
+    assert (await _rule(a, trigger="order.paid", effect=PER_UNIT)).status_code == 201
+    for event_type in ("order.paid", "order.refunded"):
+        for order_id in (None, "", True, 12.5, {"id": 1}, "x" * 129):
+            data: dict[str, Any] = {"total": 10} | (
+                {} if order_id is None else {"order_id": order_id}
+            )
+            event = _event(member, "2026-11-08T12:00:00Z", data) | {"type": event_type}
+            for path, body, field in [
+                ("/v1/events", event, "data.order_id"),
+                ("/v1/rules/simulate", {"event": event}, "event.data.order_id"),
+            ]:
+                refused = await a.http.post(path, json=body)
+                assert refused.status_code == 422, (path, order_id, refused.text)
+                assert field in _field_errors(refused), refused.json()
+    assert await _balance(a, member) == 0
+    # With its id, the same order twice credits once.
+    event = _event(member, "2026-11-08T12:00:00Z", {"order_id": 7, "total": 10})
+    first = await a.http.post("/v1/events", json=event | {"type": "order.paid"})
+    again = await a.http.post("/v1/events", json=event | {"type": "order.paid"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await _balance(a, member) == 10
+
+
+# --- 16: no events from the future, no check-ins older than the tenant's window -------------
+
+
+async def test_events_from_the_future_are_refused(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = await _member(a, "future")
+    assert (await _rule(a)).status_code == 201
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for occurred_at in ("9999-12-31T23:59:59Z", tomorrow):
+        event = _event(member, occurred_at)
+        for path, body, field in [
+            ("/v1/events", event, "occurred_at"),
+            ("/v1/rules/simulate", {"event": event}, "event.occurred_at"),
+            ("/v1/checkins", {"member_id": member, "occurred_at": occurred_at}, "occurred_at"),
+        ]:
+            refused = await a.http.post(path, json=body)
+            assert refused.status_code == 422, (path, occurred_at, refused.text)
+            assert refused.json()["code"] == "occurred_at_in_future"
+            assert field in _field_errors(refused), refused.json()
+    ancient = await a.http.post("/v1/events", json=_event(member, "0001-01-01T00:00:00Z"))
+    assert ancient.status_code == 422 and "occurred_at" in _field_errors(ancient)
+    assert await _balance(a, member) == 0
+    # A client clock a minute ahead is not the future.
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    assert (await a.http.post("/v1/events", json=_event(member, soon))).status_code == 201
+
+
+# --- 3: no event worth more than 2^53 points ------------------------------------------------
+
+
+async def test_points_beyond_2_53_are_refused_everywhere(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = await _member(a, "huge")
+    assert (await _rule(a, trigger="order.paid", effect=PER_UNIT)).status_code == 201
+    items = {"kind": "per_item", "category": "tv", "points_per_unit": "1"}
+    assert (await _rule(a, trigger="custom.visit", effect=items)).status_code == 201
+    order = _event(member, "2026-11-08T12:00:00Z", {"order_id": "big", "total": 1e20})
+    order["type"] = "order.paid"
+    lines = [{"category": "tv", "price": 1e19, "quantity": 10}]
+    visit = _event(member, "2026-11-08T12:00:00Z", {"items": lines})
+    for event, field in [(order, "data.total"), (visit, "data.items")]:
+        for path, body, prefix in [
+            ("/v1/events", event, ""),
+            ("/v1/rules/simulate", {"event": event}, "event."),
+        ]:
+            refused = await a.http.post(path, json=body)
+            assert refused.status_code == 422, (path, refused.text)
+            assert refused.json()["code"] == "points_out_of_range"
+            assert prefix + field in _field_errors(refused), refused.json()
+    assert await _balance(a, member) == 0
+    # 2^53 itself is a number every client reads: simulate tells it as it is.
+    order["data"] = {"order_id": "edge", "total": MAX_POINTS}
+    edge = await a.http.post("/v1/rules/simulate", json={"event": order})
+    assert edge.status_code == 200 and edge.json()["points"] == MAX_POINTS, edge.text
+    # Rules that each stay below the limit but together pass it are refused too.
+    half = {"kind": "fixed", "points": MAX_POINTS // 2 + 1}
+    for _ in range(2):
+        assert (await _rule(a, trigger="custom.signal", effect=half)).status_code == 201
+    signal = _event(member, "2026-11-08T12:00:00Z") | {"type": "custom.signal"}
+    refused = await a.http.post("/v1/events", json=signal)
+    assert refused.status_code == 422 and refused.json()["code"] == "points_out_of_range"
+    assert await _balance(a, member) == 0

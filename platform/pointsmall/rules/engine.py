@@ -5,16 +5,41 @@ and why (or why not). Conditions are CEL, compiled once per immutable rule versi
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+)
 from typing import Any
 
 import cel
 import msgspec
 
 from pointsmall.errors import FieldError, InvalidInput
+from pointsmall.ledger.schemas import MAX_POINTS
 from pointsmall.rules import conditions, schemas
 
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
+# Amounts from event data may be any size: an overflow becomes Infinity, which is then out
+# of range like any other amount worth more than MAX_POINTS.
+_AMOUNTS = Context(prec=40, traps=[InvalidOperation, DivisionByZero])
+
+
+class PointsOutOfRange(InvalidInput):
+    """An event worth more than MAX_POINTS points: no JSON client reads such a number exactly,
+    and no ledger holds it, so the event is refused (422), not skipped."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"The event makes more than {MAX_POINTS} points.",
+            code="points_out_of_range",
+            errors=[FieldError(field=field, message=f"makes more than {MAX_POINTS} points")],
+        )
+        self.field = field
 
 
 def compile_condition(expression: str, field: str = "condition") -> Any:
@@ -146,15 +171,30 @@ def _lookup(data: Any, path: str) -> Any:
     return data
 
 
+def _amount_field(effect: schemas.Effect) -> str:
+    """The event field whose size makes a rule's points."""
+    if isinstance(effect, schemas.PerUnitEffect):
+        return f"data.{effect.field}"
+    return "data.items" if isinstance(effect, schemas.PerItemEffect) else "data"
+
+
+def _rounded(amount: Decimal, effect: schemas.PerUnitEffect | schemas.PerItemEffect) -> int:
+    if amount > MAX_POINTS:
+        raise PointsOutOfRange(_amount_field(effect))
+    return int(amount.to_integral_value(rounding=_ROUNDING[effect.rounding]))
+
+
 def _per_unit(effect: schemas.PerUnitEffect, event: dict[str, Any]) -> int:
     value = _lookup(event["data"], effect.field)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(f"data.{effect.field} is not a number")
     try:
-        amount = Decimal(str(value)) * effect.points_per_unit
+        number = Decimal(str(value))
     except InvalidOperation as exc:
         raise TypeError(f"data.{effect.field} is not a number") from exc
-    return int(amount.to_integral_value(rounding=_ROUNDING[effect.rounding]))
+    if not number.is_finite():
+        raise TypeError(f"data.{effect.field} is not a number")
+    return _rounded(_AMOUNTS.multiply(number, effect.points_per_unit), effect)
 
 
 def _per_item(effect: schemas.PerItemEffect, event: dict[str, Any]) -> int:
@@ -173,10 +213,8 @@ def _per_item(effect: schemas.PerItemEffect, event: dict[str, Any]) -> int:
         for value in (price, quantity):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError("an item's price or quantity is not a number")
-        total += Decimal(str(price)) * Decimal(str(quantity))
-    return int(
-        (total * effect.points_per_unit).to_integral_value(rounding=_ROUNDING[effect.rounding])
-    )
+        total = _AMOUNTS.add(total, _AMOUNTS.multiply(Decimal(str(price)), Decimal(str(quantity))))
+    return _rounded(_AMOUNTS.multiply(total, effect.points_per_unit), effect)
 
 
 def _base_points(
@@ -242,7 +280,7 @@ def evaluate(
     base = [r for r in rules if not isinstance(r.effect, schemas.MultiplierEffect)]
     multipliers = [r for r in rules if isinstance(r.effect, schemas.MultiplierEffect)]
     results: list[tuple[CompiledRule, schemas.Verdict]] = []
-    base_points = 0
+    base_points = total = 0
     stopped_by: str | None = None
 
     def verdict(rule: CompiledRule, points: int, reason: str) -> None:
@@ -283,14 +321,21 @@ def evaluate(
                 else:
                     bonus = Decimal(base_points) * (effect.factor - 1)
                     points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))
+            except PointsOutOfRange:
+                raise
             except Exception as exc:  # a rule that fails at run time is skipped, with the reason
                 verdict(rule, 0, _error(exc))
                 continue
             if points <= 0:
                 verdict(rule, 0, "no_points")
                 continue
+            if points > MAX_POINTS:  # a tier or campaign multiplied it past the limit
+                raise PointsOutOfRange(_amount_field(rule.effect))
             points, reason = _capped(rule, points, usage.get(rule.rule_id, Usage()))
             verdict(rule, points, reason)
+            total += points
+            if total > MAX_POINTS:  # rules within the limit each, not together
+                raise PointsOutOfRange("data")
             if reason == "fired" and rule in base:
                 base_points += points
                 if rule.stacking == "exclusive":

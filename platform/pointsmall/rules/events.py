@@ -128,19 +128,51 @@ def _event_view(data: schemas.EventCreate) -> dict[str, Any]:
     return {"type": data.type, "occurred_at": data.occurred_at, "data": data.data}
 
 
+# A client clock this far ahead is a clock; further is an event that has not happened.
+FUTURE_SKEW = timedelta(minutes=5)
+# Events before it are typos (year 1 does not even fit local dates west of UTC).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _reference(value: Any) -> str | None:
+    """An order or refund id: a string of 1 to 128 characters, or an integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def check_event(data: schemas.EventCreate, prefix: str = "") -> None:
+    """What an event must be, recorded or simulated: not dated in the future (nor before
+    1970), and an order event names its order (that is what deduplicates it)."""
+    if data.occurred_at < EARLIEST:
+        message = "must be 1970-01-01T00:00:00Z or later"
+        raise InvalidInput(errors=[FieldError(field=f"{prefix}occurred_at", message=message)])
+    if data.occurred_at > datetime.now(UTC) + FUTURE_SKEW:
+        raise InvalidInput(
+            "An event cannot be dated more than 5 minutes ahead.",
+            code="occurred_at_in_future",
+            errors=[
+                FieldError(field=f"{prefix}occurred_at", message="more than 5 minutes from now")
+            ],
+        )
+    shape = "a string of 1 to 128 characters or an integer"
+    if data.type.startswith("order.") and _reference(data.data.get("order_id")) is None:
+        message = f"required for {data.type}: {shape}"
+        raise InvalidInput(errors=[FieldError(field=f"{prefix}data.order_id", message=message)])
+    refund = data.type == "order.refunded" and "refund_id" in data.data
+    if refund and _reference(data.data["refund_id"]) is None:
+        raise InvalidInput(errors=[FieldError(field=f"{prefix}data.refund_id", message=shape)])
+
+
 def _dedupe_key(data: schemas.EventCreate, idempotency_key: str | None) -> str | None:
     """An order is paid once (its id); a refund happens once per `refund_id`."""
-    order_id = data.data.get("order_id")
-    if data.type == "order.paid" and isinstance(order_id, str | int):
+    order_id = _reference(data.data.get("order_id"))
+    if data.type == "order.paid":
         return f"order.paid:{order_id}"
     if data.type == "referral.completed" and data.member_id:
         return f"referral.completed:{data.member_id}"
-    refund_id = data.data.get("refund_id")
-    if (
-        data.type == "order.refunded"
-        and isinstance(order_id, str | int)
-        and isinstance(refund_id, str | int)
-    ):
+    refund_id = _reference(data.data.get("refund_id"))
+    if data.type == "order.refunded" and refund_id is not None:
         return f"order.refunded:{order_id}:{refund_id}"
     return idempotency_key
 
@@ -203,11 +235,7 @@ async def _refund(
     """Take back the points an order earned, in proportion to what has been refunded so far
     (`refund_total`, or the sum of `lines[].amount`; neither, or `full`, is everything),
     from each rule's credit; what earlier refunds took is not taken twice."""
-    order_id = data.data.get("order_id")
-    if not isinstance(order_id, str | int):
-        raise InvalidInput(
-            errors=[FieldError(field="data.order_id", message="required for order.refunded")]
-        )
+    order_id = _reference(data.data.get("order_id"))  # checked by `check_event`
     paid = await tenant.conn.fetchrow(
         f"SELECT id, data->'total' AS total FROM {tenant.s}.events WHERE key = $1 AND member_id = $2",
         f"order.paid:{order_id}",
@@ -234,7 +262,7 @@ async def _refund(
             f"SELECT coalesce(sum((data->>'refunded')::numeric), 0) FROM {tenant.s}.events"
             " WHERE type = 'order.refunded' AND member_id = $1 AND data->>'order_id' = $2",
             member["id"],
-            str(order_id),
+            order_id,
         )
         total = _number(msgspec.json.decode(paid["total"]) if paid["total"] else None, "total")
         fraction = min(Decimal(1), (Decimal(before) + this) / total) if total else Decimal(1)
@@ -293,6 +321,7 @@ async def _judge(
 async def simulate(
     pool: asyncpg.Pool, schema: str, request: schemas.SimulateRequest
 ) -> schemas.SimulateOut:
+    check_event(request.event, "event.")
     async with pool.acquire() as conn:
         tenant = TenantSql(conn, schema)
         member = await tenant.member(request.event, lock=False)
@@ -314,7 +343,10 @@ async def simulate(
                     request.draft.stacking,
                 )
             ]
-        verdicts = [v for _, v in await _judge(tenant, request.event, member, draft)]
+        try:
+            verdicts = [v for _, v in await _judge(tenant, request.event, member, draft)]
+        except engine.PointsOutOfRange as exc:
+            raise engine.PointsOutOfRange(f"event.{exc.field}") from None
     return schemas.SimulateOut(
         member_id=member["id"], points=sum(v.points for v in verdicts), verdicts=verdicts
     )
@@ -388,6 +420,7 @@ async def record_event(
 
     The member's row is locked first, so caps are exact under concurrent events. Returns the
     answer and whether it is a replay of an earlier identical event."""
+    check_event(data)
     key = _dedupe_key(data, idempotency_key)
     async with pool.acquire() as conn, conn.transaction():
         tenant = TenantSql(conn, schema)
@@ -526,14 +559,17 @@ async def backtest(
             if points < 1:
                 continue
             candidate = replace(rule, effect=schemas.FixedEffect(points=points))
-        [(_, verdict)] = engine.evaluate(
-            [candidate],
-            event=event,
-            member=_member_view(row, occurred.astimezone(zone).date()),
-            now=datetime.now(UTC),
-            zone=zone,
-            usage={"rule_draft": usage},
-        )
+        try:
+            [(_, verdict)] = engine.evaluate(
+                [candidate],
+                event=event,
+                member=_member_view(row, occurred.astimezone(zone).date()),
+                now=datetime.now(UTC),
+                zone=zone,
+                usage={"rule_draft": usage},
+            )
+        except engine.PointsOutOfRange:
+            continue  # a stored amount worth more points than any ledger holds: none given
         if verdict.fired:
             day[1] += 1
             day[2] += verdict.points
