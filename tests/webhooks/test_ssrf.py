@@ -44,6 +44,8 @@ REFUSED = [
         ("fd00:ec2::254", True, True),
         ("100.100.100.200", True, True),
         ("::1", False, True),
+        ("::1", True, False),  # loopback is loopback, IPv6 too
+        ("240.0.0.1", True, True),  # reserved, though Python also counts it private
         ("::ffff:10.0.0.1", False, True),
         ("93.184.216.34", False, False),
         ("2606:4700::1111", False, False),

@@ -35,9 +35,12 @@ def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
         return "a link-local address"
     if ip.is_multicast:
         return "a multicast address"
+    # Loopback before reserved: ::1 lies in ::/8, which Python counts as reserved.
+    if ip.is_loopback:
+        return None if allow_private else "a loopback or private address"
     if ip.is_unspecified or ip.is_reserved:
         return "a reserved address"
-    if ip.is_loopback or ip.is_private:
+    if ip.is_private:
         return None if allow_private else "a loopback or private address"
     if not ip.is_global:
         return "not a public address"

@@ -1,0 +1,103 @@
+"""Webhook defects found trying the API as a new user would: a manual retry that waited for
+the schedule, disabling that cancelled nothing, unknown event types, IPv6 loopback refused
+where loopback is allowed, and a NUL in a URL answering 500."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+import uvicorn
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+from pointsmall.settings import Settings
+from pointsmall.webhooks import relay
+from pointsmall.webhooks.keys import secret_box
+from pointsmall_webhooks.delivery import deliver
+from pointsmall_webhooks.sender import Sender
+from pointsmall_webhooks.ssrf import UnsafeTarget, check_url
+from tests.conftest import TenantClient
+from tests.webhooks.receiver import Receiver
+
+Tenants = tuple[TenantClient, TenantClient]
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[Sender]:
+    sender = Sender(allow_private=True)
+    yield sender
+    await sender.aclose()
+
+
+async def _endpoint(t: TenantClient, url: str, **fields: Any) -> dict[str, Any]:
+    created = await t.http.post("/v1/webhook-endpoints", json={"url": url} | fields)
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    return body
+
+
+async def _earn_and_relay(t: TenantClient, pool: asyncpg.Pool) -> list[tuple[str, str]]:
+    member = (await t.http.post("/v1/members", json={"external_id": "defects"})).json()["id"]
+    earned = await t.http.post(
+        "/v1/points/earn", json={"member_id": member, "points": 7, "reason": "defects"}
+    )
+    assert earned.status_code == 201, earned.text
+    async with pool.acquire() as conn:
+        return (await relay.relay_schema(conn, t.schema, t.id)).pairs
+
+
+@asynccontextmanager
+async def _receiving_on_ipv6_loopback() -> AsyncIterator[Receiver]:
+    """The test receiver on [::1] (skipped where the machine has no IPv6). The socket listens
+    before uvicorn starts: a connection waits in its backlog until uvicorn accepts it."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.bind(("::1", 0))
+    except OSError:
+        sock.close()
+        pytest.skip("no IPv6 loopback on this machine")
+    sock.listen()
+    receiver = Receiver(url=f"http://[::1]:{sock.getsockname()[1]}/hook")
+    receiver.gate.set()
+    server = uvicorn.Server(uvicorn.Config(receiver, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_ipv6_loopback_is_loopback(
+    tenants: Tenants, settings: Settings, hot_pool: asyncpg.Pool, http: Sender
+) -> None:
+    a, _ = tenants
+    async with _receiving_on_ipv6_loopback() as receiver:
+        await _endpoint(a, receiver.url, event_types=["points.*"])
+        [pair] = await _earn_and_relay(a, hot_pool)
+        done = await deliver(
+            hot_pool, http, secret_box(settings), a.schema, *pair, now=datetime.now(UTC)
+        )
+        assert done is not None and done.status == 200, done
+    assert receiver.ids() == [pair[0]]
+    # Link-local and metadata addresses stay refused, IPv6 ones included.
+    for target in (
+        "http://[fe80::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://[::ffff:169.254.169.254]/",
+    ):
+        with pytest.raises(UnsafeTarget):
+            await check_url(target, allow_private=True, require_https=False)
