@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 import uvicorn
 from arq import create_pool
@@ -18,10 +19,11 @@ from arq.connections import ArqRedis, RedisSettings
 from pointsmall.settings import Settings
 from pointsmall.webhooks import relay
 from pointsmall.webhooks.keys import secret_box
+from pointsmall.webhooks.schemas import EndpointCreate
 from pointsmall_webhooks.delivery import deliver
 from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.ssrf import UnsafeTarget, check_url
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, free_port
 from tests.webhooks.receiver import Receiver
 
 Tenants = tuple[TenantClient, TenantClient]
@@ -101,3 +103,29 @@ async def test_ipv6_loopback_is_loopback(
     ):
         with pytest.raises(UnsafeTarget):
             await check_url(target, allow_private=True, require_https=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/\u0000",
+        "http://127.0.0.1\u0000:1/",
+        "http://127.0.0.1:1/a\u0000b",
+        "http://127.0.0.1:1/\u001f",
+    ],
+)
+async def test_a_nul_in_a_url_is_refused_naming_the_url(tenants: Tenants, url: str) -> None:
+    a, _ = tenants
+    created = await a.http.post("/v1/webhook-endpoints", json={"url": url})
+    assert created.status_code == 422, created.text
+    assert [e["field"] for e in created.json()["errors"]] == ["url"]
+    endpoint = await _endpoint(a, f"http://127.0.0.1:{free_port()}/hook")
+    updated = await a.http.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"url": url})
+    assert updated.status_code == 422, updated.text
+    assert [e["field"] for e in updated.json()["errors"]] == ["url"]
+    # The URL's own validation refuses it, whatever generic checks run before it.
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.url"):
+        msgspec.json.decode(msgspec.json.encode({"url": url}), type=EndpointCreate)
+    # And so does the guard, whatever the schema in front of it.
+    with pytest.raises(UnsafeTarget):
+        await check_url(url, allow_private=True, require_https=False)

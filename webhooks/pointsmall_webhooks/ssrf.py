@@ -57,6 +57,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 
 async def check_url(url: str, *, allow_private: bool, require_https: bool) -> None:
     """Refuse a URL whose scheme, credentials or any resolved address we would not deliver to."""
+    # A control character (NUL above all) is no part of a URL, and neither the resolver nor
+    # the database takes it: refused here, whatever validated the string before.
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        raise UnsafeTarget("the URL contains a control character")
     parts = urlsplit(url)
     if parts.scheme not in (("https",) if require_https else ("https", "http")):
         raise UnsafeTarget("the URL must use https" if require_https else "http(s) only")

@@ -4,7 +4,10 @@ from typing import Annotated, Any
 import msgspec
 
 EventPattern = Annotated[str, msgspec.Meta(pattern=r"^[a-z*][a-z0-9_.*]{0,99}$")]
-TargetUrl = Annotated[str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://\S+$")]
+# No whitespace or control characters (a NUL reached the database as a 500).
+TargetUrl = Annotated[
+    str, msgspec.Meta(min_length=8, max_length=2000, pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")
+]
 Description = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00]*$")]
 
 
