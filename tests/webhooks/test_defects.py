@@ -19,7 +19,7 @@ from arq.connections import ArqRedis, RedisSettings
 from pointsmall.settings import Settings
 from pointsmall.webhooks import relay
 from pointsmall.webhooks.keys import secret_box
-from pointsmall.webhooks.schemas import EndpointCreate
+from pointsmall.webhooks.schemas import EVENT_TYPES, EndpointCreate
 from pointsmall_webhooks.delivery import deliver
 from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.ssrf import UnsafeTarget, check_url
@@ -58,6 +58,32 @@ async def _earn_and_relay(t: TenantClient, pool: asyncpg.Pool) -> list[tuple[str
     assert earned.status_code == 201, earned.text
     async with pool.acquire() as conn:
         return (await relay.relay_schema(conn, t.schema, t.id)).pairs
+
+
+@pytest.mark.parametrize("patterns", [["no.such.type"], ["points.*", "webhook.*"], ["orders.*"]])
+async def test_unknown_event_types_are_refused(tenants: Tenants, patterns: list[str]) -> None:
+    a, _ = tenants
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    created = await a.http.post("/v1/webhook-endpoints", json={"url": url, "event_types": patterns})
+    assert created.status_code == 422, created.text
+    problem = created.json()
+    assert problem["code"] == "unknown_event_type"
+    assert [e["field"] for e in problem["errors"]] == ["event_types"]
+    assert all(known in problem["detail"] for known in EVENT_TYPES)
+    endpoint = await _endpoint(a, url, event_types=["points.*"])
+    updated = await a.http.patch(
+        f"/v1/webhook-endpoints/{endpoint['id']}", json={"event_types": patterns}
+    )
+    assert updated.status_code == 422 and updated.json()["code"] == "unknown_event_type"
+    after = (await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}")).json()
+    assert after["event_types"] == ["points.*"]
+
+
+async def test_known_event_types_and_patterns_are_accepted(tenants: Tenants) -> None:
+    a, _ = tenants
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    for patterns in (["*"], ["points.*", "order.*", "member.*"], EVENT_TYPES, None):
+        await _endpoint(a, url, event_types=patterns)
 
 
 @asynccontextmanager

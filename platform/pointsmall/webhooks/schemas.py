@@ -3,6 +3,23 @@ from typing import Annotated, Any
 
 import msgspec
 
+# Every event type the platform writes to its outbox: what an endpoint may subscribe to.
+# A new event type must be added here, or endpoints cannot name it (`*` still matches it).
+EVENT_TYPES = [
+    "member.created",
+    "member.tier_changed",
+    "order.cancelled",
+    "order.confirmed",
+    "order.created",
+    "order.fulfilled",
+    "order.refunded",
+    "points.earned",
+    "points.expired",
+    "points.pending_released",
+    "points.reversed",
+    "points.spent",
+]
+
 EventPattern = Annotated[str, msgspec.Meta(pattern=r"^[a-z*][a-z0-9_.*]{0,99}$")]
 # No whitespace or control characters (a NUL reached the database as a 500).
 TargetUrl = Annotated[

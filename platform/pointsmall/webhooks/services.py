@@ -43,6 +43,25 @@ async def _check(settings: Settings, url: str) -> None:
         ) from None
 
 
+def _check_event_types(patterns: list[str] | None) -> None:
+    """Each pattern must match an event type we emit: a typo would otherwise subscribe to
+    nothing, silently."""
+    unknown = [
+        p for p in patterns or [] if not any(relay.matches([p], t) for t in schemas.EVENT_TYPES)
+    ]
+    if unknown:
+        known = ", ".join(schemas.EVENT_TYPES)
+        raise InvalidInput(
+            f"No event type matches {', '.join(unknown)}. The event types are: {known}"
+            " (patterns such as `points.*` and `*` match them).",
+            code="unknown_event_type",
+            errors=[
+                FieldError(field="event_types", message=f"{p} matches no event type")
+                for p in unknown
+            ],
+        )
+
+
 def _endpoint(row: Any, secret: str | None = None) -> schemas.Endpoint:
     return schemas.Endpoint(
         id=row.id,
@@ -73,6 +92,7 @@ async def create_endpoint(
     session: AsyncSession, settings: Settings, data: schemas.EndpointCreate
 ) -> schemas.Endpoint:
     await _check(settings, data.url)
+    _check_event_types(data.event_types)
     endpoint_id, secret = new_id("wh"), generate_secret()
     row = (
         await session.execute(
@@ -109,6 +129,8 @@ async def update_endpoint(
     values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     if "url" in values:
         await _check(settings, values["url"])
+    if values.get("event_types"):
+        _check_event_types(values["event_types"])
     if values.get("enabled") is True:
         values |= {"disabled_reason": None, "failing_since": None}
     row = (
