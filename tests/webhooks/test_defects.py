@@ -24,7 +24,7 @@ from pointsmall_webhooks.delivery import deliver
 from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.ssrf import UnsafeTarget, check_url
 from tests.conftest import TenantClient, free_port
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, receiving
 
 Tenants = tuple[TenantClient, TenantClient]
 
@@ -58,6 +58,57 @@ async def _earn_and_relay(t: TenantClient, pool: asyncpg.Pool) -> list[tuple[str
     assert earned.status_code == 201, earned.text
     async with pool.acquire() as conn:
         return (await relay.relay_schema(conn, t.schema, t.id)).pairs
+
+
+async def test_disabling_an_endpoint_cancels_its_pending_deliveries_at_once(
+    tenants: Tenants, settings: Settings, hot_pool: asyncpg.Pool, http: Sender
+) -> None:
+    a, _ = tenants
+    async with receiving() as receiver:
+        endpoint = await _endpoint(a, receiver.url, event_types=["points.*"])
+        [pair] = await _earn_and_relay(a, hot_pool)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        assert [m["status"] for m in (await a.http.get(f"{path}/messages")).json()["data"]] == [
+            "pending"
+        ]
+        disabled = await a.http.patch(path, json={"enabled": False})
+        assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+        listed = (await a.http.get(f"{path}/messages")).json()["data"]
+        assert [(m["status"], m["next_attempt_at"]) for m in listed] == [("cancelled", None)]
+        # Re-enabling does not revive them, and nothing is sent.
+        await a.http.patch(path, json={"enabled": True})
+        done = await deliver(
+            hot_pool, http, secret_box(settings), a.schema, *pair, now=datetime.now(UTC)
+        )
+        assert done is None and receiver.received == []
+    listed = (await a.http.get(f"{path}/messages")).json()["data"]
+    assert [m["status"] for m in listed] == ["cancelled"]
+
+
+async def test_disabling_mid_attempt_is_not_undone_by_the_attempt(
+    tenants: Tenants, settings: Settings, hot_pool: asyncpg.Pool, http: Sender
+) -> None:
+    a, _ = tenants
+    async with receiving() as receiver:
+        receiver.status = 500
+        receiver.gate.clear()  # the attempt is in flight until the test opens the gate
+        endpoint = await _endpoint(a, receiver.url, event_types=["points.*"])
+        [pair] = await _earn_and_relay(a, hot_pool)
+        attempt = asyncio.create_task(
+            deliver(hot_pool, http, secret_box(settings), a.schema, *pair, now=datetime.now(UTC))
+        )
+        await receiver.until(lambda r: len(r.received) == 1, 10)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        assert (await a.http.patch(path, json={"enabled": False})).status_code == 200
+        receiver.gate.set()
+        done = await attempt
+        assert done is not None and done.verdict.outcome == "retry"
+    listed = (await a.http.get(f"{path}/messages")).json()["data"]
+    assert [(m["status"], m["attempts"], m["next_attempt_at"]) for m in listed] == [
+        ("cancelled", 1, None)
+    ]
+    log = (await a.http.get(f"/v1/webhook-messages/{pair[0]}")).json()
+    assert [x["status_code"] for x in log["attempts"]] == [500]  # the log still tells it
 
 
 @pytest.mark.parametrize("patterns", [["no.such.type"], ["points.*", "webhook.*"], ["orders.*"]])

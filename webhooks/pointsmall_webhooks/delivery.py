@@ -77,8 +77,12 @@ async def deliver(
         f"WITH logged AS (INSERT INTO {s}.webhook_attempts (message_id, endpoint_id, attempt,"
         " attempted_at, status_code, latency_ms, response_excerpt, error, outcome)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)),"
-        f" delivery AS (UPDATE {s}.webhook_deliveries SET attempts = $3, status = $10,"
-        " next_attempt_at = $11, last_status_code = $5 WHERE message_id = $1 AND endpoint_id = $2)"
+        # A delivery cancelled (its endpoint disabled) while this attempt was in flight
+        # stays cancelled: a failure does not bring it back to pending.
+        f" delivery AS (UPDATE {s}.webhook_deliveries SET attempts = $3, last_status_code = $5,"
+        " status = CASE WHEN status = 'cancelled' AND $10 = 'pending' THEN status ELSE $10 END,"
+        " next_attempt_at = CASE WHEN status = 'cancelled' AND $10 = 'pending' THEN NULL"
+        " ELSE $11::timestamptz END WHERE message_id = $1 AND endpoint_id = $2)"
         # The endpoint row is written only when its health changes: deliveries to one
         # endpoint must not queue on its row lock.
         f" UPDATE {s}.webhook_endpoints SET failing_since = CASE WHEN $9 = 'succeeded'"

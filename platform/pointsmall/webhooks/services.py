@@ -133,6 +133,14 @@ async def update_endpoint(
         _check_event_types(values["event_types"])
     if values.get("enabled") is True:
         values |= {"disabled_reason": None, "failing_since": None}
+    if values.get("enabled") is False:
+        # Disabling cancels what waits, in this transaction: a job that comes for one of
+        # these deliveries finds it cancelled and does nothing.
+        await session.execute(
+            update(D)
+            .where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
+            .values(status="cancelled", next_attempt_at=None)
+        )
     row = (
         await session.execute(
             update(E)
