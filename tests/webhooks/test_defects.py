@@ -15,9 +15,11 @@ import pytest
 import uvicorn
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import job_key_prefix
 
 from pointsmall.settings import Settings
 from pointsmall.webhooks import relay
+from pointsmall.webhooks.jobs import deliver_webhook
 from pointsmall.webhooks.keys import secret_box
 from pointsmall.webhooks.schemas import EVENT_TYPES, EndpointCreate
 from pointsmall_webhooks.delivery import deliver
@@ -25,6 +27,7 @@ from pointsmall_webhooks.sender import Sender
 from pointsmall_webhooks.ssrf import UnsafeTarget, check_url
 from tests.conftest import TenantClient, free_port
 from tests.webhooks.receiver import Receiver, receiving
+from tests.webhooks.test_worker import worker
 
 Tenants = tuple[TenantClient, TenantClient]
 
@@ -58,6 +61,43 @@ async def _earn_and_relay(t: TenantClient, pool: asyncpg.Pool) -> list[tuple[str
     assert earned.status_code == 201, earned.text
     async with pool.acquire() as conn:
         return (await relay.relay_schema(conn, t.schema, t.id)).pairs
+
+
+async def test_a_manual_retry_attempts_at_once_ahead_of_the_schedule(
+    tenants: Tenants, settings: Settings, hot_pool: asyncpg.Pool, http: Sender, redis: ArqRedis
+) -> None:
+    a, _ = tenants
+    ctx = {"settings": settings, "hot_pool": hot_pool, "http": http, "redis": redis}
+    async with receiving() as receiver:
+        # Each answer asks for an hour's wait: the schedule alone would not try again soon.
+        receiver.status, receiver.headers = 429, [(b"retry-after", b"3600")]
+        await _endpoint(a, receiver.url, event_types=["points.*"])
+        [(message_id, endpoint_id)] = await _earn_and_relay(a, hot_pool)
+        # The first attempt, as the worker makes it: attempt 2 is now an arq job an hour out.
+        assert (await deliver_webhook(ctx, a.schema, message_id, endpoint_id)).startswith(
+            "attempt 1: 429 retry"
+        )
+        second = relay.job_id(a.schema, message_id, endpoint_id, 2)
+        queue = settings.webhook_queue
+        assert await redis.zscore(queue, second) is not None
+        async with worker(settings):
+            retried = await a.http.post(f"/v1/webhook-messages/{message_id}/retry", json={})
+            assert retried.status_code == 202
+            await receiver.until(lambda r: len(r.received) >= 2, 20)
+        # The worker finished on SIGTERM: the scheduled job for attempt 2 is the one that ran
+        # (brought forward), so nothing is left to make attempt 2 again in an hour.
+        assert await redis.exists(job_key_prefix + second) == 0
+        assert await redis.zscore(queue, second) is None
+        third = relay.job_id(a.schema, message_id, endpoint_id, 3)
+        assert await redis.zscore(queue, third) is not None
+        # A stale job for an attempt already made does nothing.
+        assert await deliver_webhook(ctx, a.schema, message_id, endpoint_id, 2) == "nothing to do"
+        assert len(receiver.received) == 2
+        await redis.delete(job_key_prefix + third)
+        await redis.zrem(queue, third)
+    log = (await a.http.get(f"/v1/webhook-messages/{message_id}")).json()
+    assert [(x["attempt"], x["outcome"]) for x in log["attempts"]] == [(1, "retry"), (2, "retry")]
+    assert {r.headers["webhook-id"] for r in receiver.received} == {message_id}
 
 
 async def test_disabling_an_endpoint_cancels_its_pending_deliveries_at_once(

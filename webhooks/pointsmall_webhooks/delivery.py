@@ -44,8 +44,10 @@ async def deliver(
     endpoint_id: str,
     *,
     now: datetime,
+    attempt: int | None = None,
 ) -> Attempted | None:
-    """None when there is nothing to do (delivered already, or the endpoint is disabled)."""
+    """None when there is nothing to do (delivered already, the endpoint is disabled, or
+    `attempt`, the attempt the caller was scheduled to make, was made already)."""
     s = quoted(schema)
     row = await db.fetchrow(
         f"SELECT m.body, d.status, d.attempts, e.id AS endpoint_id, e.url, e.enabled, e.secret,"
@@ -58,6 +60,8 @@ async def deliver(
     )
     if row is None or row["status"] != "pending":
         return None
+    if attempt is not None and row["attempts"] + 1 != attempt:
+        return None  # a stale job: a manual retry made this attempt ahead of the schedule
     if not row["enabled"]:
         await db.execute(
             f"UPDATE {s}.webhook_deliveries SET status = 'cancelled', next_attempt_at = NULL"

@@ -15,12 +15,20 @@ from pointsmall.webhooks import relay, schemas, services
 AuthRequest = Request[Principal, str, Any]
 
 
-def _enqueue_after_commit(request: AuthRequest, jobs: list[tuple[str, str, int]]) -> None:
+def _enqueue_after_commit(
+    request: AuthRequest, jobs: list[tuple[str, str, int]], *, bring_forward: bool = False
+) -> None:
     db: TenantDb = request.state.tenant_db
     state = request.app.state
 
     async def enqueue() -> None:
-        await relay.enqueue(state.redis, state.settings.webhook_queue, request.user.schema, jobs)
+        await relay.enqueue(
+            state.redis,
+            state.settings.webhook_queue,
+            request.user.schema,
+            jobs,
+            bring_forward=bring_forward,
+        )
 
     db.after_commit.append(enqueue)
 
@@ -139,5 +147,6 @@ class WebhookMessageController(Controller):
         jobs = await services.retry_message(
             session, message_id, (data or schemas.RetryIn()).endpoint_id
         )
-        _enqueue_after_commit(request, jobs)
+        # The attempt may already be scheduled (a failing delivery's next retry): hurry it.
+        _enqueue_after_commit(request, jobs, bring_forward=True)
         return Response({"endpoint_ids": [e for _, e, _ in jobs]}, status_code=202)

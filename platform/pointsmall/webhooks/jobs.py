@@ -33,9 +33,10 @@ LONGEST_DELIVERY = TIMEOUT_SECONDS + 5  # the HTTP timeout, and the bookkeeping 
 
 
 async def deliver_webhook(
-    ctx: dict[str, Any], schema: str, message_id: str, endpoint_id: str
+    ctx: dict[str, Any], schema: str, message_id: str, endpoint_id: str, attempt: int | None = None
 ) -> str:
-    """One attempt; a retry is enqueued as an arq job deferred to when the policy says."""
+    """Attempt number `attempt` (a job for an attempt made already does nothing); a retry is
+    enqueued as an arq job deferred to when the policy says."""
     settings: Settings = ctx["settings"]
     done = await deliver(
         ctx["hot_pool"],
@@ -45,6 +46,7 @@ async def deliver_webhook(
         message_id,
         endpoint_id,
         now=datetime.now(UTC),
+        attempt=attempt,
     )
     if done is None:
         return "nothing to do"
@@ -54,6 +56,7 @@ async def deliver_webhook(
             schema,
             message_id,
             endpoint_id,
+            done.attempt + 1,
             _job_id=relay.job_id(schema, message_id, endpoint_id, done.attempt + 1),
             _defer_until=done.verdict.retry_at,
             _queue_name=settings.webhook_queue,
@@ -92,7 +95,7 @@ class Relay:
         while True:
             schema, message_id, endpoint_id = await self.first_attempts.get()
             try:
-                await deliver_webhook(self.ctx, schema, message_id, endpoint_id)
+                await deliver_webhook(self.ctx, schema, message_id, endpoint_id, 1)
             except Exception:  # the row stays pending: rescue sends it through arq
                 log.exception("first attempt of %s to %s failed", message_id, endpoint_id)
             finally:

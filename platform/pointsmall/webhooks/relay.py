@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 from arq.connections import ArqRedis
+from arq.utils import timestamp_ms
 
 from pointsmall.bulk_enqueue import enqueue_many
 from pointsmall.ids import new_id
@@ -119,16 +120,25 @@ async def store_messages(
 
 
 async def enqueue(
-    redis: ArqRedis, queue: str, schema: str, jobs: Sequence[tuple[str, str, int]]
+    redis: ArqRedis,
+    queue: str,
+    schema: str,
+    jobs: Sequence[tuple[str, str, int]],
+    *,
+    bring_forward: bool = False,
 ) -> None:
-    """One `deliver_webhook` job per (message, endpoint, attempt), to run now."""
+    """One `deliver_webhook` job per (message, endpoint, attempt), to run now. A job for the
+    same attempt that exists already is kept, and left where it is in the queue unless
+    `bring_forward`: then a job waiting for its time (the scheduled retry a manual retry
+    means to hurry) is moved to now, so the attempt is made at once and still only once."""
     for start in range(0, len(jobs), 500):
-        await enqueue_many(
-            redis,
-            queue,
-            "deliver_webhook",
-            [(job_id(schema, m, e, n), (schema, m, e)) for m, e, n in jobs[start : start + 500]],
-        )
+        chunk = [
+            (job_id(schema, m, e, n), (schema, m, e, n)) for m, e, n in jobs[start : start + 500]
+        ]
+        await enqueue_many(redis, queue, "deliver_webhook", chunk)
+        if bring_forward:
+            # XX: only ids still queued (a job that has just finished is not revived).
+            await redis.zadd(queue, {job: timestamp_ms() for job, _ in chunk}, xx=True)
 
 
 async def rescue(
