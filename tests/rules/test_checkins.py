@@ -1,5 +1,7 @@
 """Daily check-ins: once per member per local day, streaks that rules can reward."""
 
+from datetime import UTC, datetime, timedelta
+
 from tests.conftest import TenantClient
 
 Tenants = tuple[TenantClient, TenantClient]
@@ -21,24 +23,30 @@ async def test_streak_reward_on_day_seven(tenants: Tenants) -> None:
             "effect": {"kind": "fixed", "points": 100},
         },
     )
+    # Eight days in a row, from ten days ago: the tenant allows check-ins dated back that far.
+    await a.http.patch("/v1/settings", json={"checkin_backdate_days": 12})
+    start = datetime.now(UTC).date() - timedelta(days=10)
+
+    def day(n: int) -> str:
+        return (start + timedelta(days=n - 1)).isoformat()
+
     earned = []
-    for day in range(1, 9):
+    for n in range(1, 9):
         response = await a.http.post(
-            "/v1/checkins",
-            json={"member_id": member, "occurred_at": f"2026-03-{day:02d}T09:00:00Z"},
+            "/v1/checkins", json={"member_id": member, "occurred_at": f"{day(n)}T09:00:00Z"}
         )
         assert response.status_code == 201, response.text
         earned.append(sum(t["points"] for t in response.json()["transactions"]))
     assert earned == [5, 5, 5, 5, 5, 5, 105, 5]
 
     again = await a.http.post(
-        "/v1/checkins", json={"member_id": member, "occurred_at": "2026-03-08T23:00:00Z"}
+        "/v1/checkins", json={"member_id": member, "occurred_at": f"{day(8)}T23:00:00Z"}
     )
     assert again.status_code == 409 and again.json()["code"] == "already_checked_in"
 
     # A missed day breaks the run: the next check-in starts at 1.
     gap = await a.http.post(
-        "/v1/checkins", json={"member_id": member, "occurred_at": "2026-03-10T09:00:00Z"}
+        "/v1/checkins", json={"member_id": member, "occurred_at": f"{day(10)}T09:00:00Z"}
     )
     simulated = await a.http.post(
         "/v1/rules/simulate",
@@ -46,7 +54,7 @@ async def test_streak_reward_on_day_seven(tenants: Tenants) -> None:
             "event": {
                 "type": "checkin",
                 "member_id": member,
-                "occurred_at": "2026-03-10T10:00:00Z",
+                "occurred_at": f"{day(10)}T10:00:00Z",
                 "data": {"streak": 1},
             }
         },

@@ -231,6 +231,35 @@ async def test_events_from_the_future_are_refused(tenants: Tenants) -> None:
     assert (await a.http.post("/v1/events", json=_event(member, soon))).status_code == 201
 
 
+async def test_checkins_older_than_the_tenants_window_are_refused(tenants: Tenants) -> None:
+    a, _ = tenants
+    member = await _member(a, "late")
+    assert (await a.http.get("/v1/settings")).json()["checkin_backdate_days"] == 0
+    now = datetime.now(UTC)
+
+    async def check_in(at: datetime | None) -> httpx.Response:
+        body = {"member_id": member} | ({"occurred_at": at.isoformat()} if at else {})
+        return await a.http.post("/v1/checkins", json=body)
+
+    yesterday = await check_in(now - timedelta(days=1))
+    assert yesterday.status_code == 422, yesterday.text
+    assert yesterday.json()["code"] == "checkin_too_old"
+    assert "occurred_at" in _field_errors(yesterday)
+    assert (await check_in(None)).status_code == 201  # today, by the server's clock
+
+    for days in (-1, 366, "2"):
+        bad = await a.http.patch("/v1/settings", json={"checkin_backdate_days": days})
+        assert bad.status_code == 422, (days, bad.text)
+    widened = await a.http.patch("/v1/settings", json={"checkin_backdate_days": 2})
+    assert widened.status_code == 200 and widened.json()["checkin_backdate_days"] == 2
+    assert (await a.http.get("/v1/settings")).json()["checkin_backdate_days"] == 2
+    two_days_ago = await check_in(now - timedelta(days=2) + timedelta(hours=1))
+    assert two_days_ago.status_code == 201, two_days_ago.text
+    three_days_ago = await check_in(now - timedelta(days=3))
+    assert three_days_ago.status_code == 422
+    assert three_days_ago.json()["code"] == "checkin_too_old"
+
+
 # --- 3: no event worth more than 2^53 points ------------------------------------------------
 
 

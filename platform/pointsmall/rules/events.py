@@ -359,8 +359,29 @@ _transactions = msgspec.json.Decoder(list[Transaction])
 async def _check_in(
     tenant: TenantSql, data: schemas.EventCreate, member: asyncpg.Record
 ) -> tuple[schemas.EventCreate, asyncpg.Record]:
-    """Record today's check-in (409 if there is one) and put the streak into the event."""
-    today = data.occurred_at.astimezone(await tenant.zone()).date()
+    """Record the check-in of the event's local day (409 if there is one) and put the streak
+    into the event. The day is today or, as far back as the tenant allows, before."""
+    settings = await tenant.conn.fetchrow(
+        f"SELECT timezone, checkin_backdate_days FROM {tenant.s}.settings WHERE id = 1"
+    )
+    assert settings is not None  # provisioning writes the row
+    zone = ZoneInfo(settings["timezone"])
+    today = data.occurred_at.astimezone(zone).date()
+    now = datetime.now(zone).date()
+    if today > now:  # within the clock skew `check_event` allows, but tomorrow here
+        raise InvalidInput(
+            "A check-in is for today or an earlier day.",
+            code="occurred_at_in_future",
+            errors=[FieldError(field="occurred_at", message="a day after today")],
+        )
+    if today < now - timedelta(days=settings["checkin_backdate_days"]):
+        days = settings["checkin_backdate_days"]
+        window = "today only" if days == 0 else f"today or the {days} day(s) before"
+        raise InvalidInput(
+            f"Check-ins may be dated {window} (settings: checkin_backdate_days).",
+            code="checkin_too_old",
+            errors=[FieldError(field="occurred_at", message=f"{today} is too long ago")],
+        )
     streak = _streak(member, today) + 1  # a run alive yesterday grows; otherwise 0 + 1
 
     inserted = await tenant.conn.fetchval(

@@ -43,16 +43,20 @@ class SignupResult(msgspec.Struct):
 
 Rate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?$")]
 Share = Annotated[str, msgspec.Meta(pattern=r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")]
+BackdateDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
 
 
 class ProgramSettings(msgspec.Struct):
     """`point_value`: what one point is worth in `currency` (0.01: 100 points = 1 unit);
-    `max_points_share`: the largest share of an order's price payable in points (0 to 1)."""
+    `max_points_share`: the largest share of an order's price payable in points (0 to 1);
+    `checkin_backdate_days`: how many days before today (in `timezone`) a check-in may be
+    dated (0: today only)."""
 
     timezone: str
     currency: str
     point_value: str
     max_points_share: str
+    checkin_backdate_days: int
     updated_at: datetime
     object: str = "settings"
 
@@ -62,3 +66,4 @@ class ProgramSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_def
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
     point_value: Rate | msgspec.UnsetType = msgspec.UNSET
     max_points_share: Share | msgspec.UnsetType = msgspec.UNSET
+    checkin_backdate_days: BackdateDays | msgspec.UnsetType = msgspec.UNSET

@@ -1,12 +1,13 @@
-"""`GET/PATCH /v1/settings`: the program's time zone, currency, points-to-cash rate and the
-largest share of a price payable in points."""
+"""`GET/PATCH /v1/settings`: the program's time zone, currency, points-to-cash rate, the
+largest share of a price payable in points and how far back a check-in may be dated."""
 
 from decimal import Decimal
 
 import msgspec
 from litestar import Controller, get, patch
 from litestar.params import JSONBody
-from sqlalchemy import exists, select
+from sqlalchemy import Column, Integer, MetaData, SmallInteger, Table, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.auth.middleware import requires
 from pointsmall.deps import Session
@@ -16,15 +17,31 @@ from pointsmall.tenancy.models import TenantSettings
 from pointsmall.tenancy.schemas import ProgramSettings, ProgramSettingsUpdate
 from pointsmall.tenancy.services import known_time_zone
 
+# The check-in window's column, read and written through a table of its own: the ORM model
+# (`TenantSettings`) does not map it. The session's schema map points it at the tenant.
+_window = Table(
+    "settings",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("checkin_backdate_days", SmallInteger),
+    Column("updated_at"),
+)
 
-def _out(row: TenantSettings) -> ProgramSettings:
+
+def _out(row: TenantSettings, backdate_days: int) -> ProgramSettings:
     return ProgramSettings(
         timezone=row.timezone,
         currency=row.currency,
         point_value=str(row.point_value.normalize()),
         max_points_share=str(row.max_points_share.normalize()),
+        checkin_backdate_days=backdate_days,
         updated_at=row.updated_at,
     )
+
+
+async def _backdate_days(session: AsyncSession) -> int:
+    days = await session.scalar(select(_window.c.checkin_backdate_days).where(_window.c.id == 1))
+    return int(days or 0)
 
 
 class SettingsController(Controller):
@@ -33,7 +50,7 @@ class SettingsController(Controller):
 
     @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
     async def get_settings(self, session: Session) -> ProgramSettings:
-        return _out(await session.get_one(TenantSettings, 1))
+        return _out(await session.get_one(TenantSettings, 1), await _backdate_days(session))
 
     @patch("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
     async def update_settings(
@@ -58,13 +75,22 @@ class SettingsController(Controller):
                 raise Conflict(
                     "Products carry cash parts in the current currency.", code="currency_in_use"
                 )
-        for field, value in msgspec.structs.asdict(data).items():
-            if value is not msgspec.UNSET:
-                setattr(
-                    row,
-                    field,
-                    Decimal(value) if field in ("point_value", "max_points_share") else value,
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        if "checkin_backdate_days" in changes:
+            await session.execute(
+                update(_window)
+                .where(_window.c.id == 1)
+                .values(
+                    checkin_backdate_days=changes.pop("checkin_backdate_days"),
+                    updated_at=func.now(),
                 )
+            )
+        for field, value in changes.items():
+            setattr(
+                row,
+                field,
+                Decimal(value) if field in ("point_value", "max_points_share") else value,
+            )
         await session.flush()
         await session.refresh(row)
-        return _out(row)
+        return _out(row, await _backdate_days(session))
