@@ -144,9 +144,9 @@ def _same(result: Type | None, *types: Type) -> list[Overload]:
 _COMPARE = [((a, b), BOOL) for a in NUMBERS for b in NUMBERS] + _same(
     BOOL, STRING, BYTES, BOOL, TIMESTAMP, DURATION
 )
-# What the library runs (probed: it has no `int(timestamp)`, `string(bool)`, `duration + timestamp`,
-# `-duration`, `double % double`, ...). Lists are added, compared, indexed and looked into by
-# rules of their own in `_Checker._generic`.
+# What the library runs (probed: it has no `int(timestamp)`, `string(bool)`, `duration +
+# timestamp`, `-duration`, `double % double`, ...). Equality, `in`, indexes, `? :`, `dyn`,
+# `type` and list concatenation take any types: `_Checker.generic` and `overload` judge them.
 GLOBALS: dict[str, list[Overload]] = {
     "_+_": [
         *_same(None, INT, UINT, DOUBLE, STRING, BYTES, DURATION),
@@ -185,7 +185,7 @@ METHODS: dict[str, list[Overload]] = {
 }
 for _name in _DURATION_UNITS:
     METHODS[_name].append(((DURATION,), INT))
-_GENERIC = {"_==_", "_!=_", "@in", "_[_]", "_?_:_", "dyn", "type", "has"}
+_GENERIC = {"_==_", "_!=_", "@in", "_[_]", "_?_:_", "dyn", "type"}
 MACROS = {"all", "exists", "exists_one", "map", "filter"}
 _SYMBOLS = {"_[_]": "[]", "@in": "in", "_?_:_": "? :"}
 
@@ -229,8 +229,8 @@ _TOKENS = re.compile(
 _LITERALS = {"double": DOUBLE, "uint": UINT, "int": INT}
 # Binary operators by precedence, loosest first.
 _LEVELS = {
-    **dict.fromkeys(("||",), 0),
-    **dict.fromkeys(("&&",), 1),
+    "||": 0,
+    "&&": 1,
     **dict.fromkeys(("<", "<=", ">", ">=", "==", "!=", "in"), 2),
     **dict.fromkeys(("+", "-"), 3),
     **dict.fromkeys(("*", "/", "%"), 4),
