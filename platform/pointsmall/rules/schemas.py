@@ -132,8 +132,10 @@ EventType = Trigger
 
 
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """Give `member_id` or `member_external_id`. `order.*` events are deduplicated by
-    `data.order_id`; others by the Idempotency-Key header."""
+    """Give `member_id` or `member_external_id`. `order.*` events need `data.order_id` (a
+    string of 1 to 128 characters or an integer), which deduplicates them; others are
+    deduplicated by the Idempotency-Key header. `occurred_at` may be at most 5 minutes ahead
+    (422 `occurred_at_in_future`) and no earlier than 1970."""
 
     type: EventType
     occurred_at: AwareTime
@@ -178,7 +180,8 @@ class SimulateOut(msgspec.Struct):
 
 
 class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """A daily check-in; `occurred_at` defaults to now. Once per member per local day."""
+    """A daily check-in; `occurred_at` defaults to now. Once per member per local day, for
+    today or up to the settings' `checkin_backdate_days` before (422 `checkin_too_old`)."""
 
     member_id: MemberId | None = None
     member_external_id: ExternalId | None = None
