@@ -9,9 +9,11 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,8 +58,13 @@ class TenantSettings(TenantBase):
     # price payable in points (0..1).
     point_value: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal("0.01"))
     max_points_share: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("1"))
+    # How many days before today (the program's time zone) a check-in may be dated.
+    checkin_backdate_days: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
 
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("checkin_backdate_days BETWEEN 0 AND 365", name="checkin_backdate_days"),
+    )

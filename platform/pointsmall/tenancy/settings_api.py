@@ -6,8 +6,7 @@ from decimal import Decimal
 import msgspec
 from litestar import Controller, get, patch
 from litestar.params import JSONBody
-from sqlalchemy import Column, Integer, MetaData, SmallInteger, Table, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import exists, select
 
 from pointsmall.auth.middleware import requires
 from pointsmall.deps import Session
@@ -17,31 +16,16 @@ from pointsmall.tenancy.models import TenantSettings
 from pointsmall.tenancy.schemas import ProgramSettings, ProgramSettingsUpdate
 from pointsmall.tenancy.services import known_time_zone
 
-# The check-in window's column, read and written through a table of its own: the ORM model
-# (`TenantSettings`) does not map it. The session's schema map points it at the tenant.
-_window = Table(
-    "settings",
-    MetaData(),
-    Column("id", Integer, primary_key=True),
-    Column("checkin_backdate_days", SmallInteger),
-    Column("updated_at"),
-)
 
-
-def _out(row: TenantSettings, backdate_days: int) -> ProgramSettings:
+def _out(row: TenantSettings) -> ProgramSettings:
     return ProgramSettings(
         timezone=row.timezone,
         currency=row.currency,
         point_value=str(row.point_value.normalize()),
         max_points_share=str(row.max_points_share.normalize()),
-        checkin_backdate_days=backdate_days,
+        checkin_backdate_days=row.checkin_backdate_days,
         updated_at=row.updated_at,
     )
-
-
-async def _backdate_days(session: AsyncSession) -> int:
-    days = await session.scalar(select(_window.c.checkin_backdate_days).where(_window.c.id == 1))
-    return int(days or 0)
 
 
 class SettingsController(Controller):
@@ -50,7 +34,7 @@ class SettingsController(Controller):
 
     @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
     async def get_settings(self, session: Session) -> ProgramSettings:
-        return _out(await session.get_one(TenantSettings, 1), await _backdate_days(session))
+        return _out(await session.get_one(TenantSettings, 1))
 
     @patch("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
     async def update_settings(
@@ -76,15 +60,6 @@ class SettingsController(Controller):
                     "Products carry cash parts in the current currency.", code="currency_in_use"
                 )
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        if "checkin_backdate_days" in changes:
-            await session.execute(
-                update(_window)
-                .where(_window.c.id == 1)
-                .values(
-                    checkin_backdate_days=changes.pop("checkin_backdate_days"),
-                    updated_at=func.now(),
-                )
-            )
         for field, value in changes.items():
             setattr(
                 row,
@@ -93,4 +68,4 @@ class SettingsController(Controller):
             )
         await session.flush()
         await session.refresh(row)
-        return _out(row, await _backdate_days(session))
+        return _out(row)
