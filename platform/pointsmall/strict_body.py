@@ -8,6 +8,7 @@
 - No NUL anywhere: PostgreSQL text and jsonb cannot hold U+0000, so a NUL in a JSON string
   (free-form `data` included), a query value or a path id is refused here — 422 naming the
   field, or 404 for a path id (no object has such an id) — instead of failing in the driver.
+- Bounded nesting: at most MAX_DEPTH levels of arrays and objects.
 """
 
 from functools import cache
@@ -21,6 +22,9 @@ from litestar.handlers import HTTPRouteHandler
 from pointsmall.errors import NotFound
 
 _NUL = "\x00"
+# Deeper JSON is no real request's shape (attributes are flat, event data a few levels), and
+# the decoder recurses: 1,000 levels overflowed its stack.
+MAX_DEPTH = 32
 
 
 @cache
@@ -37,21 +41,24 @@ def _invalid(field: str, message: str) -> ValidationException:
     )
 
 
-def _nul_at(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding a NUL, if any."""
+def _problem_at(value: Any, path: str, depth: int = 1) -> tuple[str, str] | None:
+    """The first place (path, message) where a string or key holds a NUL, or where the
+    nesting goes deeper than MAX_DEPTH."""
     if isinstance(value, str):
-        return path if _NUL in value else None
+        return (path, "may not contain NUL (U+0000)") if _NUL in value else None
+    if isinstance(value, dict | list) and depth > MAX_DEPTH:
+        return (path or "body", f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if _NUL in key:
-                return where
-            found = _nul_at(item, where)
+                return (where, "may not contain NUL (U+0000)")
+            found = _problem_at(item, where, depth + 1)
             if found is not None:
                 return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _nul_at(item, f"{path}[{index}]")
+            found = _problem_at(item, f"{path}[{index}]", depth + 1)
             if found is not None:
                 return found
     return None
@@ -78,11 +85,15 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
         decoder.decode(body)
     except UnicodeDecodeError as exc:
         raise _invalid("body", "the body is not valid UTF-8") from exc
+    except RecursionError as exc:
+        raise _invalid("body", f"nested more than {MAX_DEPTH} levels deep") from exc
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ValidationException(
             detail="The request body is invalid.", extra=[{"message": str(exc)}]
         ) from exc
-    if b"\\u0000" in body:  # JSON can carry a NUL only as this escape: look closer
-        where = _nul_at(msgspec.json.decode(body), "")
-        if where is not None:
-            raise _invalid(where or "body", "may not contain NUL (U+0000)")
+    # JSON carries a NUL only as this escape, and cannot nest deeper than it has brackets:
+    # most bodies need no closer look.
+    if b"\\u0000" in body or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        problem = _problem_at(msgspec.json.decode(body), "")
+        if problem is not None:
+            raise _invalid(*problem)

@@ -50,8 +50,8 @@ def fingerprint(method: str, path: str, query: bytes, body: bytes) -> bytes:
     """Digest of the request; JSON bodies are canonicalised (key order, spacing ignored)."""
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
-    except msgspec.DecodeError:
-        canonical = body
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        canonical = body  # the body check refuses it; the digest just must not fail
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), query, canonical])).digest()
 
 
@@ -98,11 +98,23 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
     await _send_whole(send, status, body, PROBLEM_MEDIA_TYPE, {})
 
 
-async def _read_body(receive: Receive) -> bytes:
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refused (`_TooLarge`) as soon as it passes `limit` bytes: a body is
+    never buffered beyond the limit, whatever its framing (chunked bodies announce no
+    length)."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message: Any = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -164,10 +176,15 @@ class UnitOfWorkMiddleware:
             return
         limit = scope["app"].request_max_body_size
         max_body = limit if isinstance(limit, int) else 1_048_576
-        body = await _read_body(receive)
-        if len(body) > max_body:
+        try:
+            body = await _read_body(receive, max_body)
+        except _TooLarge:
             await _send_problem(
-                send, 413, "payload_too_large", "Payload too large", "The body is too large."
+                send,
+                413,
+                "payload_too_large",
+                "Payload too large",
+                f"The body is larger than {max_body} bytes.",
             )
             return
         digest = fingerprint(
