@@ -16,6 +16,7 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("pointsmall.errors")
@@ -200,8 +201,39 @@ def constraint_name(exc: BaseException) -> str:
     return ""
 
 
+# SQLSTATEs that mean "the database is away for now": connection failures (class 08),
+# shutdown and start-up (57P01-57P03), too many connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database (or the network to it) is away, not that the
+    request was wrong: the client should retry the same request shortly."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(
+            seen, OSError | asyncpg.InterfaceError | sa_exc.TimeoutError | TimeoutError
+        ) or (isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return sqlstate(exc).startswith(_UNAVAILABLE_STATES)
+
+
+def unavailable_problem() -> Problem:
+    return make_problem(
+        503,
+        "service_unavailable",
+        "Service unavailable",
+        "The database is not reachable right now; retry the same request (with the same "
+        "Idempotency-Key) shortly.",
+    )
+
+
 def database_problem(exc: BaseException) -> Problem:
     """The answer to a database error, from the driver or through SQLAlchemy."""
+    if is_unavailable(exc):
+        return unavailable_problem()
     state = sqlstate(exc)
     known = _CONSTRAINTS.get(constraint_name(exc))
     if known is not None:
@@ -224,10 +256,14 @@ def database_problem(exc: BaseException) -> Problem:
 
 
 def _database(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return problem_response(database_problem(exc))
+    problem = database_problem(exc)
+    return problem_response(problem, RETRY_AFTER if problem.status == 503 else None)
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if is_unavailable(exc):  # e.g. a pool timeout or a refused connection at checkout
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(unavailable_problem(), RETRY_AFTER)
     log.exception("unhandled error", exc_info=exc)
     problem = make_problem(
         HTTP_500_INTERNAL_SERVER_ERROR,
@@ -244,6 +280,8 @@ exception_handlers: dict[Any, Any] = {
     HTTPException: _http,
     DBAPIError: _database,
     asyncpg.PostgresError: _database,
+    asyncpg.InterfaceError: _database,
+    OSError: _database,
     Exception: _unexpected,
 }
 
