@@ -9,16 +9,17 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 
 from pointsmall.auth.controllers import ApiKeyController
 from pointsmall.auth.middleware import BearerAuthMiddleware
 from pointsmall.auth.services import PrincipalCache
 from pointsmall.deps import provide_session
 from pointsmall.errors import exception_handlers
-from pointsmall.health import healthz, readyz
+from pointsmall.health import healthz, readyz, workers_health
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
+from pointsmall.keyring import require_keys
 from pointsmall.ledger.controllers import (
     MemberLedgerController,
     PointsController,
@@ -32,6 +33,7 @@ from pointsmall.mall.controllers import (
     ProductController,
 )
 from pointsmall.members.controllers import MemberController
+from pointsmall.metrics import MetricsController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import configure_logging, wrap_outermost
 from pointsmall.rules.controllers import (
@@ -53,6 +55,7 @@ from pointsmall_tenants import TenantAffineEngines, create_pooled_engine
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
+    require_keys(settings)
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
@@ -122,7 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     prometheus = PrometheusConfig(app_name="pointsmall", prefix="pointsmall", group_path=True)
     app = Litestar(
-        route_handlers=[v1, SignupController, healthz, readyz, PrometheusController],
+        route_handlers=[v1, SignupController, healthz, readyz, workers_health, MetricsController],
         lifespan=[resources],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers,

@@ -28,14 +28,21 @@ class SecretBox:
         return cls({k.strip(): base64.b64decode(v) for k, v in pairs}, pairs[0][0].strip())
 
     def encrypt(self, plaintext: str, bound_to: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self._keys[self.current].encrypt(nonce, plaintext.encode(), bound_to.encode())
-        return f"{self.current}:{base64.b64encode(nonce + sealed).decode()}"
+        return self.seal(plaintext.encode(), bound_to).decode()
 
     def decrypt(self, stored: str, bound_to: str) -> str:
-        key_id, _, blob = stored.partition(":")
+        return self.open(stored.encode(), bound_to).decode()
+
+    def seal(self, plaintext: bytes, bound_to: str) -> bytes:
+        """`<key id>:<base64 nonce + ciphertext>` as bytes."""
+        nonce = os.urandom(12)
+        sealed = self._keys[self.current].encrypt(nonce, plaintext, bound_to.encode())
+        return self.current.encode() + b":" + base64.b64encode(nonce + sealed)
+
+    def open(self, stored: bytes, bound_to: str) -> bytes:
+        key_id, _, blob = stored.partition(b":")
         raw = base64.b64decode(blob)
-        return self._keys[key_id].decrypt(raw[:12], raw[12:], bound_to.encode()).decode()
+        return self._keys[key_id.decode()].decrypt(raw[:12], raw[12:], bound_to.encode())
 
 
 def new_key_setting(key_id: str = "k1") -> str:

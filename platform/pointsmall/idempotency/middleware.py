@@ -28,6 +28,7 @@ from pointsmall.auth.principal import Principal
 from pointsmall.db import TenantDb
 from pointsmall.errors import PROBLEM_MEDIA_TYPE, make_problem
 from pointsmall.idempotency.models import IdempotencyKey
+from pointsmall.keyring import secret_box
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Route option for handlers whose single SQL call claims and stores the key itself
@@ -132,6 +133,28 @@ def _replaying(body: bytes) -> Receive:
     return receive
 
 
+# Stored answers are sealed (AES-GCM, the secret key ring), bound to the tenant and key: an
+# answer may carry a secret shown once (a new API key, a webhook secret), and the store
+# keeps it for a day. Answers stored before sealing began are replayed as they are.
+_SEALED = b"sealed:"
+
+
+def _binding(scope: Scope, key: str) -> str:
+    return f"idempotency:{scope['user'].schema}:{key}"
+
+
+def _sealed(scope: Scope, key: str, body: bytes) -> bytes:
+    box = secret_box(scope["app"].state.settings)
+    return _SEALED + box.seal(body, _binding(scope, key))
+
+
+def _unsealed(scope: Scope, key: str, stored: bytes) -> bytes:
+    if not stored.startswith(_SEALED):
+        return stored
+    box = secret_box(scope["app"].state.settings)
+    return box.open(stored[len(_SEALED) :], _binding(scope, key))
+
+
 class UnitOfWorkMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -231,7 +254,7 @@ class UnitOfWorkMiddleware:
                 await _send_whole(
                     send,
                     stored.response_status,
-                    stored.response_body,
+                    _unsealed(scope, key, stored.response_body),
                     stored.response_type,
                     {REPLAYED_HEADER: "true"},
                 )
@@ -244,7 +267,7 @@ class UnitOfWorkMiddleware:
                 .where(IdempotencyKey.key == key)
                 .values(
                     response_status=buffered.status,
-                    response_body=b"".join(buffered.body),
+                    response_body=_sealed(scope, key, b"".join(buffered.body)),
                     response_type=buffered.content_type,
                 )
             )
