@@ -10,7 +10,12 @@ run-time skip with its reason.
 The library implements the timestamp accessors (`getMonth()`, `getHours()`, ...) only
 without a zone, and then in the timestamp's own offset where CEL says UTC. So each accessor
 on a timestamp is compiled as a call of `ACCESSORS` (a zone name or offset, default UTC):
-`check` returns the source with `"UTC"` put into the calls that name no zone."""
+`check` returns the source with `"UTC"` put into the calls that name no zone.
+
+`check` also bounds and measures the work: comprehensions nest at most `MAX_LOOPS` deep
+(each multiplies the work by the size of its list, and merchant data may hold a list of
+thousands), and it says which conditions may run long (`Checked.heavy`) and how much data
+the others touch (`Checked.weight`), for the engine to run them apart from the API."""
 
 import re
 from collections.abc import Callable
@@ -212,6 +217,8 @@ class Node:
     method: bool = False
     close: int = 0  # where a call's ")" is
     depth: int = 1
+    variables: int = 0  # references to variables in it
+    weight: int = 0  # the sum of `variables` over it and what is in it
 
 
 _TOKENS = re.compile(
@@ -238,6 +245,8 @@ _LEVELS = {
 # Parser and checker recurse: bound brackets and chains far beyond what a rule needs (the
 # library itself refuses brackets nested 96 deep).
 MAX_NESTING, MAX_DEPTH = 60, 100
+# Comprehensions in comprehensions: three `.all()` over a 300-item list ran for 8 s.
+MAX_LOOPS = 2
 
 
 class _Parser:
@@ -280,6 +289,8 @@ class _Parser:
     def node(self, kind: str, pos: int, **values: Any) -> Node:
         made = Node(kind, pos, **values)
         made.depth = 1 + max((arg.depth for arg in made.args), default=0)
+        made.variables = (kind == "ident") + sum(arg.variables for arg in made.args)
+        made.weight = made.variables + sum(arg.weight for arg in made.args)
         if made.depth > MAX_DEPTH:
             raise ConditionError(f"the condition is nested too deeply{self.where(pos)}")
         return made
@@ -434,6 +445,8 @@ class _Checker:
     def __init__(self, parser: _Parser) -> None:
         self.parser = parser
         self.utc: list[int] = []  # where `"UTC"` goes into accessors that name no zone
+        self.loops = 0  # comprehensions around the node being checked
+        self.heavy = False  # a comprehension or a regular expression
 
     def fail(self, node: Node, message: str) -> ConditionError:
         return ConditionError(message + self.parser.where(node.pos))
@@ -494,6 +507,8 @@ class _Checker:
             result = self.generic(node, types)
         else:
             result = self.overload(node, types)
+        if name == "matches":
+            self.heavy = True  # its pattern is compiled at each run: 15 ms for a large one
         if node.method and name in _PARTS and types[0] in (TIMESTAMP, DYN):
             if len(args) == 1:
                 self.utc.append(node.close)
@@ -562,8 +577,17 @@ class _Checker:
         item = _element(self.check(target, scope))
         if item is None:
             raise self.fail(node, f"{node.name}() ranges over a list or a map")
+        if self.loops == MAX_LOOPS:
+            raise self.fail(
+                node,
+                f"{node.name}() inside {MAX_LOOPS} other comprehensions: they nest at most"
+                f" {MAX_LOOPS} deep, as each one runs the next for every item",
+            )
+        self.heavy = True
         inner = {**scope, args[0].name: item}
+        self.loops += 1
         checked = [self.check(arg, inner) for arg in args[1:]]
+        self.loops -= 1
         if node.name == "map":  # map(x, [filter,] transform)
             predicates, result = checked[:-1], list_of(checked[-1])
         else:
@@ -574,14 +598,25 @@ class _Checker:
         return result
 
 
-def check(source: str) -> str:
-    """Type-check a condition (raises ConditionError), and return the source to compile:
-    the same, with `"UTC"` in the timestamp accessors that name no zone."""
+@dataclass(frozen=True, slots=True)
+class Checked:
+    source: str  # to compile: with `"UTC"` in the timestamp accessors that name no zone
+    # Comprehensions or regular expressions: work that grows faster than the data.
+    heavy: bool
+    # Otherwise each operator works at most once on the values beneath it, each no larger
+    # than the data: the work is at most about `weight` times the size of the data.
+    weight: int
+
+
+def check(source: str) -> Checked:
+    """Type-check a condition (raises ConditionError), and say what to compile and how much
+    work it may be."""
     parser = _Parser(source)
     checker = _Checker(parser)
-    result = checker.check(parser.parse(), dict(VARIABLES))
+    tree = parser.parse()
+    result = checker.check(tree, dict(VARIABLES))
     if not _fits(BOOL, result):
         raise ConditionError(f"the condition is of type {result}, not a bool")
     for pos in sorted(checker.utc, reverse=True):
         source = source[:pos] + '"UTC"' + source[pos:]
-    return source
+    return Checked(source, checker.heavy, tree.weight)

@@ -1,5 +1,7 @@
 """Events: judged by the rules engine and credited in one transaction; simulate and backtest."""
 
+import asyncio
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
@@ -13,7 +15,7 @@ from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import new_id
 from pointsmall.ledger import services as ledger
 from pointsmall.ledger.schemas import Transaction
-from pointsmall.rules import engine, schemas
+from pointsmall.rules import engine, sandbox, schemas
 from pointsmall.rules.tiers import Tiers
 from pointsmall.tenancy.zone import tenant_zone
 from pointsmall_tenants import quoted_schema
@@ -295,6 +297,38 @@ async def _refund(
     return transactions
 
 
+async def _evaluate(
+    rules: list[engine.CompiledRule],
+    *,
+    event: dict[str, Any],
+    member: dict[str, Any],
+    zone: ZoneInfo,
+    usage: dict[str, engine.Usage],
+    tier_multiplier: Decimal = Decimal(1),
+) -> list[tuple[engine.CompiledRule, schemas.Verdict]]:
+    """`engine.evaluate`, with the conditions that may take long on this event evaluated in a
+    worker, off the event loop and within its time budget."""
+    now = datetime.now(UTC)
+    live = [r for r in rules if engine.in_schedule(r.schedule, event["occurred_at"], zone)]
+    size = len(msgspec.json.encode(event["data"])) + len(msgspec.json.encode(member["attributes"]))
+    outcomes: dict[str, object] = {}
+    if offloaded := engine.offloaded(live, size):
+        said = await sandbox.run(
+            [r.program.source for r in offloaded], {"event": event, "member": member, "now": now}
+        )
+        outcomes = {r.version_id: outcome for r, outcome in zip(offloaded, said, strict=True)}
+    return engine.evaluate(
+        rules,
+        event=event,
+        member=member,
+        now=now,
+        zone=zone,
+        usage=usage,
+        tier_multiplier=tier_multiplier,
+        outcomes=outcomes,
+    )
+
+
 async def _judge(
     tenant: TenantSql,
     data: schemas.EventCreate,
@@ -307,11 +341,10 @@ async def _judge(
     usage = await tenant.usage(
         member["id"], [r.rule_id for r in rules], engine.windows(data.occurred_at, zone)
     )
-    return engine.evaluate(
+    return await _evaluate(
         rules,
         event=_event_view(data),
         member=_member_view(member, today),
-        now=datetime.now(UTC),
         zone=zone,
         usage=usage,
         tier_multiplier=Decimal(member["tier_multiplier"]),
@@ -505,6 +538,9 @@ async def record_event(
 
 
 BACKTEST_LIMIT = 100_000
+# Judging stops after this long (`truncated`): a condition evaluated in a worker takes a
+# round trip per event, up to its time budget.
+BACKTEST_SECONDS = 10.0
 
 
 async def backtest(
@@ -552,7 +588,13 @@ async def backtest(
     given: dict[str, list[tuple[datetime, int]]] = {}
     spent = 0
     days: dict[str, list[int]] = {}
-    for row in rows[:BACKTEST_LIMIT]:
+    deadline = time.monotonic() + BACKTEST_SECONDS
+    for n, row in enumerate(rows[:BACKTEST_LIMIT]):
+        if time.monotonic() > deadline:
+            truncated = True
+            break
+        if n % 256 == 255:
+            await asyncio.sleep(0)  # judging here holds the event loop: let others in
         occurred: datetime = row["occurred_at"]
         w = engine.windows(occurred, zone)
         history = given.setdefault(row["member_id"], [])
@@ -581,11 +623,10 @@ async def backtest(
                 continue
             candidate = replace(rule, effect=schemas.FixedEffect(points=points))
         try:
-            [(_, verdict)] = engine.evaluate(
+            [(_, verdict)] = await _evaluate(
                 [candidate],
                 event=event,
                 member=_member_view(row, occurred.astimezone(zone).date()),
-                now=datetime.now(UTC),
                 zone=zone,
                 usage={"rule_draft": usage},
             )
