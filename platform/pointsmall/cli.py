@@ -3,8 +3,6 @@
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -179,23 +177,14 @@ def tenants_list() -> None:
 
 @app.command()
 def dev() -> None:
-    """Everything for local work: embedded services if no URLs, migrations, worker and API."""
+    """Everything for local work, supervised: embedded services if no URLs, migrations, the
+    API and both workers, each restarted if it dies; Ctrl-C stops them all."""
+    from pointsmall.supervisor import run_dev
+
     # Local work: http:// webhook URLs, and receivers on this machine, are fine.
     os.environ.setdefault("POINTSMALL_ENV", "development")
     os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
-    settings = _settings()
-    asyncio.run(_migrate(settings, settings.migrate_concurrency))
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "pointsmall", command])  # noqa: S603 (fixed argv)
-        for command in ("worker", "webhooks-worker")
-    ]
-    try:
-        serve(None, None, None)
-    finally:
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.wait(timeout=10)
+    raise typer.Exit(run_dev(Settings.from_env()))
 
 
 def main() -> None:
