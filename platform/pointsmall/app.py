@@ -20,6 +20,7 @@ from pointsmall.health import healthz, readyz, workers_health
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
 from pointsmall.keyring import require_keys
+from pointsmall.manners import wrap_manners
 from pointsmall.ledger.controllers import (
     MemberLedgerController,
     PointsController,
@@ -147,5 +148,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         logging_config=None,
     )
+    wrap_manners(app)
     wrap_outermost(app)
     return app

@@ -9,6 +9,7 @@
   (free-form `data` included), a query value or a path id is refused here — 422 naming the
   field, or 404 for a path id (no object has such an id) — instead of failing in the driver.
 - Bounded nesting: at most MAX_DEPTH levels of arrays and objects.
+- A body is JSON only when it says so: another (or no) `Content-Type` is a 415.
 """
 
 from functools import cache
@@ -16,7 +17,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import HTTPRouteHandler
 
 from pointsmall.errors import NotFound
@@ -81,6 +82,12 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     body = await request.body()
     if optional and not body:
         return
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body and not (media_type == "application/json" or media_type.endswith("+json")):
+        raise HTTPException(
+            status_code=415,
+            detail="Send the body as JSON with 'Content-Type: application/json'.",
+        )
     try:
         decoder.decode(body)
     except UnicodeDecodeError as exc:

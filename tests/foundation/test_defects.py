@@ -195,3 +195,44 @@ async def test_every_422_has_a_detail(
     response = await a.http.patch("/v1/settings", json=body)
     assert response.status_code == 422, response.text
     assert response.json()["detail"], response.json()
+
+
+async def test_options_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    members = await client.options("/v1/members")
+    assert members.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    one = await client.options("/v1/members/mem_x")
+    assert one.headers["allow"] == "GET, HEAD, OPTIONS, PATCH"
+
+
+async def test_head_works_wherever_get_does(tenants: tuple[TenantClient, TenantClient]) -> None:
+    a, _ = tenants
+    member = (await a.http.post("/v1/members", json={"external_id": "h"})).json()["id"]
+    for path in ("/v1/members", f"/v1/members/{member}", f"/v1/members/{member}/balance"):
+        get = await a.http.get(path)
+        head = await a.http.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-length"] == get.headers["content-length"]
+        assert head.headers["x-request-id"]
+    missing = await a.http.head("/v1/members/mem_nope")
+    assert missing.status_code == 404 and missing.content == b""
+    post_only = await a.http.head("/v1/points/earn")
+    assert post_only.status_code == 405
+    assert set(post_only.headers["allow"].split(", ")) == {"OPTIONS", "POST"}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_that_is_not_json_is_415(
+    tenants: tuple[TenantClient, TenantClient], engine: AsyncEngine, content_type: str | None
+) -> None:
+    a, _ = tenants
+    headers = {"content-type": content_type} if content_type else {}
+    response = await a.http.post("/v1/members", content=b'{"external_id": "x"}', headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["code"] == "unsupported_media_type"
+    assert await _members(a, engine) == 0
+    ok = await a.http.post(
+        "/v1/members",
+        content=b'{"external_id": "y"}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 201, ok.text
