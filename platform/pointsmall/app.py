@@ -20,7 +20,6 @@ from pointsmall.health import healthz, readyz, workers_health
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.middleware import UnitOfWorkMiddleware
 from pointsmall.keyring import require_keys
-from pointsmall.manners import wrap_manners
 from pointsmall.ledger.controllers import (
     MemberLedgerController,
     PointsController,
@@ -33,6 +32,7 @@ from pointsmall.mall.controllers import (
     OrderController,
     ProductController,
 )
+from pointsmall.manners import wrap_manners
 from pointsmall.members.controllers import MemberController
 from pointsmall.metrics import MetricsController
 from pointsmall.migrations import tenant_migrations
