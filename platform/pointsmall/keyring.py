@@ -19,7 +19,7 @@ def require_keys(settings: Settings) -> None:
     if settings.environment == "production" and not settings.webhook_secret_keys:
         raise MissingKeys(
             "WEBHOOK_SECRET_KEYS must be set in production: 'id:base64(32 bytes)[,id:key…]' "
-            "(make one with: python -c \"import base64, os; "
+            '(make one with: python -c "import base64, os; '
             "print('k1:' + base64.b64encode(os.urandom(32)).decode())\")"
         )
 
