@@ -37,6 +37,7 @@ from pointsmall.members.controllers import MemberController
 from pointsmall.metrics import MetricsController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import configure_logging, wrap_outermost
+from pointsmall.openapi import finish_on_startup
 from pointsmall.rules.controllers import (
     BacktestController,
     CheckInController,
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[v1, SignupController, healthz, readyz, workers_health, MetricsController],
         lifespan=[resources],
+        on_startup=[finish_on_startup],
         middleware=[prometheus.middleware],
         exception_handlers=exception_handlers,
         before_request=check_request,

@@ -130,3 +130,12 @@ async def test_each_refused_url_is_refused_at_delivery_too(target: str) -> None:
         await sender.aclose()
     assert response.status is None
     assert (response.error or "").startswith("unsafe target"), response.error
+
+
+async def test_a_host_the_idna_codec_refuses_is_a_422(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
+    a, _ = tenants
+    response = await a.http.post("/v1/webhook-endpoints", json={"url": "http://a\u008db.example/"})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "unsafe_url"

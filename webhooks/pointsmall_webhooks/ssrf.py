@@ -52,6 +52,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeTarget(f"{host} does not resolve") from exc
+    except UnicodeError as exc:  # the IDNA codec refuses the name (e.g. a C1 control)
+        raise UnsafeTarget(f"{host!r} is not a valid host name") from exc
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 
