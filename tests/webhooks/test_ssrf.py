@@ -132,10 +132,11 @@ async def test_each_refused_url_is_refused_at_delivery_too(target: str) -> None:
     assert (response.error or "").startswith("unsafe target"), response.error
 
 
-async def test_a_host_the_idna_codec_refuses_is_a_422(
-    tenants: tuple[TenantClient, TenantClient],
+@pytest.mark.parametrize("url", ["http://a\u008db.example/", "http://[::1/", "http://[x]/"])
+async def test_urls_the_parser_or_the_idna_codec_refuse_are_422(
+    tenants: tuple[TenantClient, TenantClient], url: str
 ) -> None:
     a, _ = tenants
-    response = await a.http.post("/v1/webhook-endpoints", json={"url": "http://a\u008db.example/"})
+    response = await a.http.post("/v1/webhook-endpoints", json={"url": url})
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "unsafe_url"

@@ -63,7 +63,10 @@ async def check_url(url: str, *, allow_private: bool, require_https: bool) -> No
     # the database takes it: refused here, whatever validated the string before.
     if any(ord(c) < 0x20 or c == "\x7f" for c in url):
         raise UnsafeTarget("the URL contains a control character")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 literal
+        raise UnsafeTarget(f"not a URL: {exc}") from exc
     if parts.scheme not in (("https",) if require_https else ("https", "http")):
         raise UnsafeTarget("the URL must use https" if require_https else "http(s) only")
     if not parts.hostname or parts.username or parts.password:
