@@ -1,35 +1,91 @@
-"""Background work on arq. Jobs take what they need as arguments and keep state in Postgres."""
+"""Background work on arq. Jobs take what they need as arguments and keep state in Postgres.
 
+The worker outlives its services: its Redis client waits out an outage (resilience.py), a
+cron job that meets a database that is away is retried with backoff, its SQLAlchemy pool
+pings connections before use, and cron runs missed while it was down or failing run when
+it is back (heartbeat.py).
+"""
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from arq import cron
-from arq.connections import RedisSettings
+from arq import Retry, cron
+from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
 from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pointsmall.errors import is_unavailable
+from pointsmall.heartbeat import Heartbeat, catch_up, pulse, record_cron_success
 from pointsmall.hotpath import create_hot_pool
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.ledger import services as ledger
 from pointsmall.mall import orders
 from pointsmall.migrations import tenant_migrations
+from pointsmall.resilience import fast_redis, patient_redis, stop_waiting_when_done
 from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import all_schemas, make_spares
 from pointsmall.webhooks.relay import prune
 from pointsmall_tenants import create_pooled_engine, tenant_bind
 
+REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
+# A cron run that meets a database that is away is retried after 2, 4, ... 30 s, for about
+# as long as CRON_TRIES allows (~45 min); after that the next scheduled run takes over.
+CRON_TRIES = 100
+
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or Settings.from_env()
     ctx["settings"] = settings
-    ctx["engine"] = create_pooled_engine(settings.async_database_url, pool_size=4, max_overflow=0)
-    ctx["hot_pool"] = await create_hot_pool(settings)
+    stop_waiting_when_done(ctx["redis"])
+    cron_jobs: list[CronJob] = ctx.get("cron_jobs", [])
+    ctx["fast_redis"] = fast_redis(settings.redis_url or REDIS_URL_DEFAULT, settings.queue_name)
+    ctx["heartbeat"] = Heartbeat(ctx["fast_redis"], settings, "worker")
+    ctx["pulse"] = asyncio.create_task(pulse(ctx["heartbeat"], cron_jobs))
+    # Pre-ping: a few checkouts a minute here, so a round trip each is nothing, and a stale
+    # connection after a database restart never fails a job.
+    ctx["engine"] = create_pooled_engine(
+        settings.async_database_url, pool_size=4, max_overflow=0, pre_ping=True
+    )
+    ctx["hot_pool"] = await create_hot_pool(settings, wait=True)
+    await catch_up(ctx["redis"], settings.queue_name, cron_jobs)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["hot_pool"].close()
+    ctx["pulse"].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ctx["pulse"]
+    await ctx["heartbeat"].clear()
+    await ctx["fast_redis"].aclose()
+    if "hot_pool" in ctx:  # not when stopped while waiting for the database
+        await ctx["hot_pool"].close()
     await ctx["engine"].dispose()
+
+
+Job = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def scheduled(job: Job) -> Job:
+    """A cron job as arq runs it: retried with backoff while the database is away, and its
+    success recorded (for `/metrics` and the catch-up after a restart)."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any]) -> Any:
+        try:
+            result = await job(ctx)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Retry(defer=min(2 ** ctx.get("job_try", 1), 30)) from exc
+            raise
+        await record_cron_success(ctx["redis"], ctx["settings"].queue_name, job.__name__)
+        return result
+
+    return run
 
 
 async def _tenant_schemas(ctx: dict[str, Any]) -> list[str]:
@@ -108,8 +164,20 @@ async def review_tiers(ctx: dict[str, Any]) -> int:
     return changed
 
 
+def _cron(job: Job, **when: Any) -> CronJob:
+    return cron(cast(WorkerCoroutine, scheduled(job)), max_tries=CRON_TRIES, **when)
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker`."""
+    cron_jobs = [
+        _cron(purge_idempotency_keys, minute={7, 37}),
+        _cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
+        _cron(expire_unpaid_orders, second={30}, run_at_startup=True),
+        _cron(make_spare_schemas, second={45}, run_at_startup=True),
+        _cron(prune_history, hour={3}, minute={23}),
+        _cron(review_tiers, hour={0}, minute={17}),
+    ]
     return {
         "functions": [
             purge_idempotency_keys,
@@ -119,17 +187,11 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             prune_history,
             review_tiers,
         ],
-        "cron_jobs": [
-            cron(purge_idempotency_keys, minute={7, 37}, run_at_startup=False),
-            cron(sweep_points, minute=set(range(0, 60, 5)), run_at_startup=True),
-            cron(expire_unpaid_orders, second={30}, run_at_startup=True),
-            cron(make_spare_schemas, second={45}, run_at_startup=True),
-            cron(prune_history, hour={3}, minute={23}, run_at_startup=False),
-            cron(review_tiers, hour={0}, minute={17}, run_at_startup=False),
-        ],
+        # Cron jobs are named `cron:<function>`: a function enqueued by name runs as is.
+        "cron_jobs": cron_jobs,
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
+        "redis_pool": patient_redis(settings.redis_url or REDIS_URL_DEFAULT, settings.queue_name),
         "queue_name": settings.queue_name,
-        "ctx": {"settings": settings},
+        "ctx": {"settings": settings, "cron_jobs": cron_jobs},
     }

@@ -56,6 +56,10 @@ class Settings:
     # lease runs out no one else tries. Rescue enqueues what is this overdue (lost jobs).
     webhook_first_attempt_lease_seconds: int = 120
     webhook_rescue_after_seconds: int = 30
+    # Set: `/metrics` answers only requests with `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
+    # A worker or relay whose heartbeat is older than this is stale (`/healthz/workers` 503).
+    heartbeat_stale_seconds: int = 30
 
     @property
     def webhook_queue(self) -> str:
@@ -92,6 +96,8 @@ class Settings:
             webhook_rescue_after_seconds=_int("WEBHOOK_RESCUE_AFTER_SECONDS", 30),
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "").lower()
             in ("1", "true", "yes"),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            heartbeat_stale_seconds=_int("HEARTBEAT_STALE_SECONDS", 30),
         )
 
     def with_urls(self, database_url: str, redis_url: str) -> "Settings":

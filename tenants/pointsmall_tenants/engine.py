@@ -19,6 +19,7 @@ def create_pooled_engine(
     recycle_seconds: int = 600,
     recycle_uses: int = 5000,
     statement_cache_size: int = 1000,
+    pre_ping: bool = False,
     **kwargs: Any,
 ) -> AsyncEngine:
     """An async engine whose connections are retired by age and by number of checkouts.
@@ -30,28 +31,39 @@ def create_pooled_engine(
     With `schema_translate_map` every tenant's statements are distinct SQL, so each tenant
     needs its own prepared statements: the driver's cache (100 by default) is raised so a
     connection serving many tenants does not re-prepare on nearly every request.
+
+    A connection the server has closed (a database restart) is replaced at checkout by a
+    local check of the driver's state. `pre_ping` adds a real round trip per checkout (three
+    with asyncpg): for engines that check out rarely (workers). Without it, a connection
+    whose loss the driver has not noticed yet fails its first use; that error is a
+    disconnect, on which the pool replaces every connection older than it.
     """
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=recycle_seconds,
-        pool_pre_ping=False,
+        pool_pre_ping=pre_ping,
         connect_args={"prepared_statement_cache_size": statement_cache_size}
         | kwargs.pop("connect_args", {}),
         **kwargs,
     )
-    _retire_after_uses(engine.sync_engine, recycle_uses)
+    _retire_unusable(engine.sync_engine, recycle_uses)
     return engine
 
 
-def _retire_after_uses(engine: Engine, uses: int) -> None:
+def _retire_unusable(engine: Engine, uses: int) -> None:
     @event.listens_for(engine, "checkout")
     def _count(dbapi_conn: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
         record.info["uses"] = record.info.get("uses", 0) + 1
+        # The documented way to make the pool drop this connection and open a new one.
         if record.info["uses"] > uses:
-            # The documented way to make the pool drop this connection and open a new one.
             raise exc.DisconnectionError("connection reached its use limit")
+        # The driver saw the server close it (a database restart): a local check, no round
+        # trip, that spares a request the stale connection.
+        is_closed = getattr(record.driver_connection, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise exc.DisconnectionError("the server closed the connection")
 
 
 def tenant_bind(engine: AsyncEngine, schema: str) -> AsyncEngine:
