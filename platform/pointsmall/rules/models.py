@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -30,6 +31,8 @@ class Rule(Timestamps, TenantBase):
     trigger: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16))  # active | inactive
     version: Mapped[int] = mapped_column(Integer)  # the current version
+    # Set by DELETE: the rule is hidden (404, not listed) but kept, as credits name its versions.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RuleVersion(TenantBase):
@@ -112,6 +115,10 @@ class Tier(TenantBase):
     window_days: Mapped[int | None] = mapped_column(Integer)
     earn_multiplier: Mapped[Decimal] = mapped_column(Numeric(6, 3))
     retention_days: Mapped[int] = mapped_column(Integer)
+    # [{key, description}]: what the tier gives, for the mall page.
+    benefits: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
