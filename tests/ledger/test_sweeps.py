@@ -139,7 +139,7 @@ async def test_point_type_validation(ledger: Tenants) -> None:
     await a.http.post("/v1/point-types", json={"key": "dup", "name": "D"})
     again = await a.http.post("/v1/point-types", json={"key": "dup", "name": "D"})
     assert again.status_code == 409 and again.json()["code"] == "point_type_exists"
-    keys = [p["key"] for p in (await a.http.get("/v1/point-types")).json()]
+    keys = [p["key"] for p in (await a.http.get("/v1/point-types")).json()["data"]]
     assert "points" in keys and "dup" in keys
 
 

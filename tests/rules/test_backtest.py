@@ -51,7 +51,7 @@ async def test_backtest_per_day_with_cap(tenants: Tenants) -> None:
         ("2026-04-01", 2, 2, 100),  # 50 + 80 would be 130; the daily cap keeps 100
         ("2026-04-02", 1, 0, 0),  # 30 is under the condition
     ]
-    assert body["points"] == 100 and body["liability"] == "1.000000" and not body["truncated"]
+    assert body["points"] == 100 and body["liability"] == "1.00" and not body["truncated"]
     # Nothing was written.
     balance = (await a.http.get(f"/v1/members/{member}/balance")).json()["balances"][0]
     assert balance["available"] == 50 + 80 + 30 + 99

@@ -76,7 +76,7 @@ async def test_three_nested_comprehensions_are_refused_at_once(tenants: Tenants)
 
     saved = await a.http.post("/v1/rules", json=draft)
     assert saved.status_code == 422, saved.text
-    assert (await a.http.get("/v1/rules")).json() == []
+    assert (await a.http.get("/v1/rules")).json()["data"] == []
 
 
 @pytest.mark.parametrize("path", ["/v1/rules/simulate", "/v1/events"])

@@ -116,7 +116,7 @@ async def test_condition_is_type_checked_when_saved(
     assert created.status_code == 422, created.text
     assert created.json()["code"] == "validation_error"
     assert needle in _field_errors(created).get("condition", ""), created.json()
-    assert (await a.http.get("/v1/rules")).json() == []
+    assert (await a.http.get("/v1/rules")).json()["data"] == []
     # The same check on an edit and on a draft.
     rule = (await _rule(a)).json()
     edited = await a.http.patch(f"/v1/rules/{rule['id']}", json={"condition": condition})

@@ -26,7 +26,7 @@ async def test_bad_condition_is_422(tenants: Tenants, condition: str, needle: st
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "validation_error"
     assert any(needle in e["message"] for e in response.json()["errors"]), response.json()
-    assert (await a.http.get("/v1/rules")).json() == []
+    assert (await a.http.get("/v1/rules")).json()["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,8 @@ async def test_editing_makes_a_version_and_credits_name_it(tenants: Tenants) -> 
     [credit] = recorded["transactions"]
     assert credit["points"] == 25 and credit["granted_by"] == f"rule:{rule['id']}"
     off = await a.http.delete(f"/v1/rules/{rule['id']}")
-    assert off.json()["status"] == "inactive"
+    assert off.json() == {"id": rule["id"], "deleted": True, "object": "rule"}
+    assert (await a.http.get(f"/v1/rules/{rule['id']}")).status_code == 404
     assert (await a.http.post("/v1/events", json=event)).json()["transactions"] == []
 
 

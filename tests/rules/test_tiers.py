@@ -50,7 +50,10 @@ async def test_upgrade_review_retention_and_multiplier(
     }
     for tier in (silver, gold):
         assert (await a.http.post("/v1/tiers", json=tier)).status_code == 201
-    assert [t["key"] for t in (await a.http.get("/v1/tiers")).json()] == ["silver", "gold"]
+    assert [t["key"] for t in (await a.http.get("/v1/tiers")).json()["data"]] == [
+        "silver",
+        "gold",
+    ]
     await a.http.post(
         "/v1/rules",
         json={
@@ -78,12 +81,12 @@ async def test_upgrade_review_retention_and_multiplier(
         await _visit(a, member, day)
     assert await _tier(a, member) == "gold"  # 5 x 60 = 300
     assert await _visit(a, member, 56) == 120
-    history = (await a.http.get(f"/v1/members/{member}/tier-history")).json()
-    assert [(h["from_tier"], h["to_tier"]) for h in history] == [
+    history = (await a.http.get(f"/v1/members/{member}/tier-history")).json()["data"]
+    assert [(h["from_tier"], h["to_tier"]) for h in history] == [  # newest first
+        ("silver", "gold"),
         (None, "silver"),
         ("silver", None),
         (None, "silver"),
-        ("silver", "gold"),
     ]
 
 

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from pointsmall.auth.middleware import requires
@@ -10,7 +10,7 @@ from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
 from pointsmall.ledger import schemas, services
-from pointsmall.pagination import Limit, StartingAfter
+from pointsmall.pagination import KeyCursor, Limit, StartingAfter
 from pointsmall.schemas import Page
 
 AuthRequest = Request[Principal, str, Any]
@@ -171,13 +171,30 @@ class PointTypeController(Controller):
     path = "/point-types"
     tags = ["Ledger"]
 
-    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
-    async def list_point_types(self, session: Session) -> list[schemas.PointTypeOut]:
-        return await services.list_point_types(session)
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 422))
+    async def list_point_types(
+        self, session: Session, limit: Limit = 20, starting_after: KeyCursor = None
+    ) -> Page[schemas.PointTypeOut]:
+        """Point types in key order; `starting_after` is the last key of the previous page."""
+        return await services.list_point_types(session, limit, starting_after)
 
     @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
     async def create_point_type(
         self, session: Session, data: JSONBody[schemas.PointTypeCreate]
     ) -> schemas.PointTypeOut:
-        """A point type with its expiry and pending policies."""
+        """A point type with its expiry and pending policies; 409 `point_type_exists`; 422
+        when a policy lacks the field it needs."""
         return await services.create_point_type(session, data)
+
+    @patch(
+        "/{key:str}",
+        guards=[requires("admin")],
+        responses=problem_responses(401, 403, 404, 422),
+    )
+    async def update_point_type(
+        self, session: Session, key: FromPath[str], data: JSONBody[schemas.PointTypeUpdate]
+    ) -> schemas.PointTypeOut:
+        """Change a point type's name, expiry or pending policy (the default `points` type
+        too), checked as on create. Credits from now on follow the new policy; points
+        already credited keep the expiry and availability they were given."""
+        return await services.update_point_type(session, key, data)

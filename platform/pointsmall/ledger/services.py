@@ -18,7 +18,7 @@ from pointsmall.errors import ApiError, Conflict, FieldError, InvalidInput, NotF
 from pointsmall.idempotency.middleware import Idempotency
 from pointsmall.ledger import models, schemas
 from pointsmall.members.services import get as get_member
-from pointsmall.pagination import newest_first, to_page
+from pointsmall.pagination import by_key, newest_first, to_page
 from pointsmall.rules.models import MemberTier
 from pointsmall.schemas import Page
 from pointsmall_tenants import quoted_schema
@@ -339,43 +339,62 @@ def _point_type(row: models.PointType) -> schemas.PointTypeOut:
     return schemas.PointTypeOut(
         key=row.key,
         name=row.name,
-        expiry_policy=row.expiry_policy,
+        expiry_policy=row.expiry_policy,  # type: ignore[arg-type]  # the API wrote only these
         expiry_days=row.expiry_days,
         expiry_date=row.expiry_date,
-        expiry_period=row.expiry_period,
-        pending_policy=row.pending_policy,
+        expiry_period=row.expiry_period,  # type: ignore[arg-type]
+        pending_policy=row.pending_policy,  # type: ignore[arg-type]
         pending_days=row.pending_days,
         allow_negative=row.allow_negative,
         created_at=row.created_at,
     )
 
 
-def _check_policies(data: schemas.PointTypeCreate) -> None:
-    errors = []
-    needs = {
-        "rolling": ("expiry_days",),
-        "fixed_date": ("expiry_date",),
-        "end_of_period": ("expiry_period",),
-    }.get(data.expiry_policy, ())
-    for name in needs:
-        if getattr(data, name) is None:
-            errors.append(
-                FieldError(field=name, message=f"required for expiry_policy {data.expiry_policy}")
-            )
-    if data.pending_policy == "days" and data.pending_days is None:
+# What each policy reads; the other policy fields are stored as null, so a field left from
+# an earlier policy never changes what a later one means (end_of_period adds expiry_days).
+_EXPIRY_NEEDS = {
+    "never": (),
+    "rolling": ("expiry_days",),
+    "fixed_date": ("expiry_date",),
+    "end_of_period": ("expiry_period",),
+}
+_EXPIRY_USES = {
+    "never": (),
+    "rolling": ("expiry_days",),
+    "fixed_date": ("expiry_date",),
+    "end_of_period": ("expiry_period", "expiry_days"),
+}
+
+
+def _policies(values: dict[str, Any]) -> dict[str, Any]:
+    """Check that each policy has what it needs (422 naming what is missing), and null the
+    fields it does not use."""
+    expiry, pending = values["expiry_policy"], values["pending_policy"]
+    errors = [
+        FieldError(field=name, message=f"required for expiry_policy {expiry}")
+        for name in _EXPIRY_NEEDS[expiry]
+        if values.get(name) is None
+    ]
+    if pending == "days" and values.get("pending_days") is None:
         errors.append(FieldError(field="pending_days", message="required for pending_policy days"))
     if errors:
         raise InvalidInput("The request is invalid.", errors=errors)
+    for name in ("expiry_days", "expiry_date", "expiry_period"):
+        if name not in _EXPIRY_USES[expiry]:
+            values[name] = None
+    if pending != "days":
+        values["pending_days"] = None
+    return values
 
 
 async def create_point_type(
     session: AsyncSession, data: schemas.PointTypeCreate
 ) -> schemas.PointTypeOut:
-    _check_policies(data)
+    values = _policies(msgspec.structs.asdict(data))
     row = (
         await session.scalars(
             pg_insert(models.PointType)
-            .values(**msgspec.structs.asdict(data))
+            .values(**values)
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(models.PointType)
         )
@@ -385,6 +404,37 @@ async def create_point_type(
     return _point_type(row)
 
 
-async def list_point_types(session: AsyncSession) -> list[schemas.PointTypeOut]:
-    rows = (await session.scalars(select(models.PointType).order_by(models.PointType.key))).all()
-    return [_point_type(r) for r in rows]
+async def update_point_type(
+    session: AsyncSession, key: str, data: schemas.PointTypeUpdate
+) -> schemas.PointTypeOut:
+    """Change a point type's name or policies (the default `points` type too). Credits from
+    now on follow them; lots already credited keep their expiry and availability."""
+    row = await session.get(models.PointType, key, with_for_update=True)
+    if row is None:
+        raise NotFound("No such point type.")
+    sent = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+    current = {name: getattr(row, name) for name in _POLICY_FIELDS}
+    for name, value in _policies({**current, **sent}).items():
+        setattr(row, name, value)  # the name too, when sent
+    await session.flush()
+    return _point_type(row)
+
+
+_POLICY_FIELDS = (
+    "expiry_policy",
+    "expiry_days",
+    "expiry_date",
+    "expiry_period",
+    "pending_policy",
+    "pending_days",
+    "allow_negative",
+)
+
+
+async def list_point_types(
+    session: AsyncSession, limit: int, starting_after: str | None
+) -> Page[schemas.PointTypeOut]:
+    """Point types in key order."""
+    query = by_key(select(models.PointType), models.PointType.key, limit, starting_after)
+    rows = (await session.scalars(query)).all()
+    return to_page(rows, limit, _point_type, lambda p: p.key)

@@ -1,17 +1,28 @@
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import FromPath, JSONBody
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from pointsmall.auth.middleware import requires
 from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
+from pointsmall.pagination import KeyCursor, Limit, StartingAfter
 from pointsmall.rules import events, schemas, services
+from pointsmall.schemas import Page
 
 AuthRequest = Request[Principal, str, Any]
+TierChangeCursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=22,
+        pattern=r"^tch_[1-9][0-9]{0,17}$",
+        description="A cursor: the last id of the previous page.",
+    ),
+]
 
 
 async def _record(request: AuthRequest, event: schemas.EventCreate) -> Response[schemas.EventOut]:
@@ -28,15 +39,26 @@ class RuleController(Controller):
     path = "/rules"
     tags = ["Rules"]
 
-    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
-    async def list_rules(self, session: Session) -> list[schemas.RuleOut]:
-        return await services.list_rules(session)
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 422))
+    async def list_rules(
+        self,
+        session: Session,
+        limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        status: Annotated[
+            Literal["active", "inactive"] | None,
+            QueryParameter(description="Only the active, or the inactive, rules."),
+        ] = None,
+    ) -> Page[schemas.RuleOut]:
+        """Rules, newest first; deleted rules are not listed."""
+        return await services.list_rules(session, limit, starting_after, status)
 
     @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 422))
     async def create_rule(
         self, session: Session, data: JSONBody[schemas.RuleCreate]
     ) -> schemas.RuleOut:
-        """A rule; its condition is compiled now (a bad one is a 422 with CEL's message)."""
+        """A rule; its condition is compiled now (a bad one is a 422 with CEL's message), a
+        point type that does not exist is a 422."""
         return await services.create_rule(session, data)
 
     @get(
@@ -45,6 +67,7 @@ class RuleController(Controller):
         responses=problem_responses(401, 403, 404),
     )
     async def get_rule(self, session: Session, rule_id: FromPath[str]) -> schemas.RuleOut:
+        """A rule (404 once deleted)."""
         return await services.get_rule(session, rule_id)
 
     @patch(
@@ -55,7 +78,8 @@ class RuleController(Controller):
     async def update_rule(
         self, session: Session, rule_id: FromPath[str], data: JSONBody[schemas.RuleUpdate]
     ) -> schemas.RuleOut:
-        """Changing what the rule does makes a new version; credits keep naming the old one."""
+        """Changing what the rule does makes a new version; credits keep naming the old one.
+        `status` switches it off and on (inactive rules are kept and listed)."""
         return await services.update_rule(session, rule_id, data)
 
     @delete(
@@ -64,9 +88,11 @@ class RuleController(Controller):
         guards=[requires("admin")],
         responses=problem_responses(401, 403, 404),
     )
-    async def delete_rule(self, session: Session, rule_id: FromPath[str]) -> schemas.RuleOut:
-        """Deactivate the rule (its versions stay: credits name them)."""
-        return await services.deactivate_rule(session, rule_id)
+    async def delete_rule(self, session: Session, rule_id: FromPath[str]) -> schemas.RuleDeleted:
+        """Delete the rule: it judges no more events, and GET, PATCH and DELETE of it are
+        404. Its versions stay in the ledger's history (credits name them). To switch a rule
+        off and keep it, PATCH its `status` to `inactive`."""
+        return await services.delete_rule(session, rule_id)
 
     @post(
         "/simulate",
@@ -99,6 +125,15 @@ class BacktestController(Controller):
         return await events.backtest(request.app.state.hot_pool, request.user.schema, data)
 
 
+_REPLAY = {
+    200: ResponseSpec(
+        data_container=schemas.EventOut,
+        description="A duplicate (the same order id, refund id, referee or Idempotency-Key): "
+        "the first answer, unchanged, with `Idempotent-Replayed: true`; nothing is credited.",
+    )
+}
+
+
 class EventController(Controller):
     path = "/events"
     tags = ["Rules"]
@@ -107,13 +142,17 @@ class EventController(Controller):
         "/",
         guards=[requires("points:write")],
         opt=NATIVE,
-        responses=problem_responses(401, 403, 404, 409, 422),
+        status_code=201,
+        responses=_REPLAY | problem_responses(401, 403, 404, 409, 422),
     )
     async def record(
         self, request: AuthRequest, data: JSONBody[schemas.EventCreate]
     ) -> Response[schemas.EventOut]:
-        """Record an event; the rules turn it into points. The same order id (or
-        Idempotency-Key) again returns the first answer and credits nothing more."""
+        """Record an event; the rules turn it into points (201). The same order id (or
+        Idempotency-Key) again returns the first answer with 200 and credits nothing more.
+        404 for an unknown member, or an order.refunded whose order was not paid; 409 when
+        the same event is being recorded at once, a check-in repeats, or the ledger refuses
+        (a clawback of spent points, a balance over its limit)."""
         return await _record(request, data)
 
 
@@ -125,13 +164,15 @@ class CheckInController(Controller):
         "/",
         guards=[requires("points:write")],
         opt=NATIVE,
-        responses=problem_responses(401, 403, 404, 409, 422),
+        status_code=201,
+        responses=_REPLAY | problem_responses(401, 403, 404, 409, 422),
     )
     async def check_in(
         self, request: AuthRequest, data: JSONBody[schemas.CheckInCreate]
     ) -> Response[schemas.EventOut]:
         """Check a member in for today (the tenant's time zone): a `checkin` event whose
-        `data.streak` (and `member.streak`) counts consecutive days; 409 `already_checked_in`."""
+        `data.streak` (and `member.streak`) counts consecutive days; 409 `already_checked_in`;
+        the same Idempotency-Key again is the first answer with 200."""
         event = schemas.EventCreate(
             type="checkin",
             occurred_at=data.occurred_at or datetime.now(UTC),
@@ -145,15 +186,19 @@ class TierController(Controller):
     path = "/tiers"
     tags = ["Tiers"]
 
-    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403))
-    async def list_tiers(self, session: Session) -> list[schemas.TierOut]:
-        return await services.list_tiers(session)
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 404, 422))
+    async def list_tiers(
+        self, session: Session, limit: Limit = 20, starting_after: KeyCursor = None
+    ) -> Page[schemas.TierOut]:
+        """The tier ladder: threshold ascending, then key. `starting_after` is the last key
+        of the previous page (404 if no tier has it)."""
+        return await services.list_tiers(session, limit, starting_after)
 
     @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
     async def create_tier(
         self, session: Session, data: JSONBody[schemas.TierCreate]
     ) -> schemas.TierOut:
-        """A tier: threshold, basis, window, earn multiplier and retention."""
+        """A tier: threshold, basis, window, earn multiplier, retention and benefits."""
         return await services.create_tier(session, data)
 
 
@@ -161,9 +206,13 @@ class MemberTierController(Controller):
     path = "/members/{member_id:str}/tier-history"
     tags = ["Tiers"]
 
-    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 404))
+    @get("/", guards=[requires("points:read")], responses=problem_responses(401, 403, 404, 422))
     async def history(
-        self, session: Session, member_id: FromPath[str]
-    ) -> list[schemas.TierChangeOut]:
-        """The member's tier changes, oldest first."""
-        return await services.tier_history(session, member_id)
+        self,
+        session: Session,
+        member_id: FromPath[str],
+        limit: Limit = 20,
+        starting_after: TierChangeCursor = None,
+    ) -> Page[schemas.TierChangeOut]:
+        """The member's tier changes, newest first (the order they were made)."""
+        return await services.tier_history(session, member_id, limit, starting_after)

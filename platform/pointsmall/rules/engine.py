@@ -76,19 +76,12 @@ def compile_condition(expression: str, field: str = "condition") -> Condition:
 
 
 def check_effect(effect: schemas.Effect, field: str = "effect") -> None:
-    """Bounds msgspec cannot put on a Decimal."""
-    problem = None
-    if (
-        isinstance(effect, schemas.PerUnitEffect | schemas.PerItemEffect)
-        and not 0 < effect.points_per_unit <= 1_000_000
-    ):
-        problem = ("points_per_unit", "must be > 0 and <= 1000000")
+    """What the schema cannot say: a per_item effect names a SKU, a category or both.
+    (Decimal bounds are in their patterns.)"""
     if isinstance(effect, schemas.PerItemEffect) and effect.sku is None and effect.category is None:
-        problem = ("sku", "give sku, category or both")
-    if isinstance(effect, schemas.MultiplierEffect) and not 1 < effect.factor <= 100:
-        problem = ("factor", "must be > 1 and <= 100")
-    if problem:
-        raise InvalidInput(errors=[FieldError(field=f"{field}.{problem[0]}", message=problem[1])])
+        raise InvalidInput(
+            errors=[FieldError(field=f"{field}.sku", message="give sku, category or both")]
+        )
 
 
 _programs: OrderedDict[str, Condition] = OrderedDict()
@@ -215,7 +208,7 @@ def _per_unit(effect: schemas.PerUnitEffect, event: dict[str, Any]) -> int:
         raise TypeError(f"data.{effect.field} is not a number") from exc
     if not number.is_finite():
         raise TypeError(f"data.{effect.field} is not a number")
-    return _rounded(_AMOUNTS.multiply(number, effect.points_per_unit), effect)
+    return _rounded(_AMOUNTS.multiply(number, Decimal(effect.points_per_unit)), effect)
 
 
 def _per_item(effect: schemas.PerItemEffect, event: dict[str, Any]) -> int:
@@ -235,7 +228,7 @@ def _per_item(effect: schemas.PerItemEffect, event: dict[str, Any]) -> int:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError("an item's price or quantity is not a number")
         total = _AMOUNTS.add(total, _AMOUNTS.multiply(Decimal(str(price)), Decimal(str(quantity))))
-    return _rounded(_AMOUNTS.multiply(total, effect.points_per_unit), effect)
+    return _rounded(_AMOUNTS.multiply(total, Decimal(effect.points_per_unit)), effect)
 
 
 def _base_points(
@@ -366,7 +359,7 @@ def evaluate(
                         )
                     )
                 else:
-                    bonus = Decimal(base_points) * (effect.factor - 1)
+                    bonus = Decimal(base_points) * (Decimal(effect.factor) - 1)
                     points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))
             except PointsOutOfRange:
                 raise
@@ -390,6 +383,25 @@ def evaluate(
     return results
 
 
+_DECIMALS = ("points_per_unit", "factor")
+
+
+def canonical_effect(effect: schemas.Effect) -> schemas.Effect:
+    """The effect with its decimals in their one written form (`"1.50"` is `"1.5"`)."""
+    changes = {
+        name: schemas.canonical(getattr(effect, name))
+        for name in _DECIMALS
+        if hasattr(effect, name)
+    }
+    return msgspec.structs.replace(effect, **changes) if changes else effect
+
+
 def effect_from_json(raw: dict[str, Any]) -> schemas.Effect:
+    """A stored effect. Decimals saved before they were canonical (`"1.50"`, `"1E+1"`, or a
+    JSON number) are read in canonical form."""
+    raw = {
+        k: schemas.canonical(str(v)) if k in _DECIMALS and v is not None else v
+        for k, v in raw.items()
+    }
     effect: schemas.Effect = msgspec.convert(raw, schemas.Effect)
     return effect

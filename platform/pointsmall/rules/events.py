@@ -4,7 +4,7 @@ import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -74,7 +74,8 @@ class TenantSql:
     async def rules(self, trigger: str) -> list[engine.CompiledRule]:
         rows = await self.conn.fetch(
             f"SELECT v.*, r.name FROM {self.s}.rules r JOIN {self.s}.rule_versions v"
-            f" ON v.rule_id = r.id AND v.version = r.version WHERE r.status = 'active' AND r.trigger = $1",
+            f" ON v.rule_id = r.id AND v.version = r.version"
+            f" WHERE r.status = 'active' AND r.deleted_at IS NULL AND r.trigger = $1",
             trigger,
         )
         return [compiled(row) for row in rows]
@@ -385,7 +386,16 @@ async def simulate(
     )
 
 
-_stored = msgspec.json.Decoder(schemas.EventOut)
+def _replayed(stored: str, zone: ZoneInfo) -> schemas.EventOut:
+    """The first answer to an event, as first given. Answers stored before they were in UTC
+    (with the offset the client sent) and without `local_date` are brought up to date."""
+    raw = msgspec.json.decode(stored)
+    occurred_at = datetime.fromisoformat(raw["occurred_at"]).astimezone(UTC)
+    raw["occurred_at"] = occurred_at
+    raw.setdefault("local_date", occurred_at.astimezone(zone).date())
+    return msgspec.convert(raw, schemas.EventOut)
+
+
 _transactions = msgspec.json.Decoder(list[Transaction])
 
 
@@ -484,7 +494,7 @@ async def record_event(
                 f"SELECT result::text FROM {tenant.s}.events WHERE key = $1", key
             )
             if stored is not None:
-                return _stored.decode(stored), True
+                return _replayed(stored, await tenant.zone()), True
         if data.type == "checkin":
             data, member = await _check_in(tenant, data, member)
         refund = data.type == "order.refunded"
@@ -525,7 +535,8 @@ async def record_event(
             id=event_id,
             type=data.type,
             member_id=member["id"],
-            occurred_at=data.occurred_at,
+            occurred_at=data.occurred_at.astimezone(UTC),
+            local_date=data.occurred_at.astimezone(zone).date(),
             transactions=transactions,
             verdicts=[v for _, v in judged],
         )
@@ -569,7 +580,8 @@ async def backtest(
         tenant = TenantSql(conn, schema)
         zone = await tenant.zone()
         settings = await conn.fetchrow(
-            f"SELECT currency, point_value FROM {tenant.s}.settings WHERE id = 1"
+            f"SELECT currency, point_value, {tenant.s}.mall_minor_digits(currency) AS digits"
+            f" FROM {tenant.s}.settings WHERE id = 1"
         )
         assert settings is not None  # provisioning writes the row
         rows = await conn.fetch(
@@ -617,7 +629,7 @@ async def backtest(
         candidate = rule
         if isinstance(draft.effect, schemas.MultiplierEffect):
             # A campaign multiplies what the live rules gave that event: judge that bonus.
-            bonus = Decimal(row["base"]) * (draft.effect.factor - 1)
+            bonus = Decimal(row["base"]) * (Decimal(draft.effect.factor) - 1)
             points = int(bonus.to_integral_value(rounding=ROUND_FLOOR))
             if points < 1:
                 continue
@@ -637,15 +649,19 @@ async def backtest(
             day[2] += verdict.points
             history.append((occurred, verdict.points))
             spent += verdict.points
-    value = Decimal(settings["point_value"])
+    value, unit = Decimal(settings["point_value"]), Decimal(1).scaleb(-settings["digits"])
+
+    def money(points: int) -> str:
+        """Points' worth in the currency, with exactly its minor-unit digits (half up)."""
+        with localcontext(prec=60):  # 100,000 events of 2^53 points fit
+            return str((value * points).quantize(unit, rounding=ROUND_HALF_UP))
+
     return schemas.BacktestOut(
         rule=draft.name,
         currency=settings["currency"],
-        days=[
-            schemas.BacktestDay(d, n, f, p, str(value * p)) for d, (n, f, p) in sorted(days.items())
-        ],
+        days=[schemas.BacktestDay(d, n, f, p, money(p)) for d, (n, f, p) in sorted(days.items())],
         events=sum(n for n, _, _ in days.values()),
         points=spent,
-        liability=str(value * spent),
+        liability=money(spent),
         truncated=truncated,
     )

@@ -6,16 +6,18 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import is_id, new_id
 from pointsmall.ledger.models import PointType
 from pointsmall.members.services import get as get_member
+from pointsmall.pagination import newest_first, to_page
 from pointsmall.rules import engine, models, schemas
 from pointsmall.rules.events import TenantSql
 from pointsmall.rules.tiers import Tiers, tier_out
+from pointsmall.schemas import Page
 
 _VERSIONED = ("effect", "condition", "point_type", "caps", "schedule", "priority", "stacking")
 
@@ -24,21 +26,30 @@ def _version_id(rule_id: str, version: int) -> str:
     return f"{rule_id}.v{version}"
 
 
+def utc_schedule(schedule: schemas.Schedule) -> schemas.Schedule:
+    """The schedule with its instants in UTC (as it is stored and answered)."""
+    return msgspec.structs.replace(
+        schedule,
+        starts_at=schedule.starts_at and schedule.starts_at.astimezone(UTC),
+        ends_at=schedule.ends_at and schedule.ends_at.astimezone(UTC),
+    )
+
+
 def _out(rule: models.Rule, version: models.RuleVersion) -> schemas.RuleOut:
     return schemas.RuleOut(
         id=rule.id,
         version_id=version.id,
         version=version.version,
         name=rule.name,
-        status=rule.status,
+        status=rule.status,  # type: ignore[arg-type]  # the API writes only these
         trigger=version.trigger,
         condition=version.condition,
         effect=engine.effect_from_json(version.effect),
         point_type=version.point_type,
         caps=msgspec.convert(version.caps, schemas.Caps),
-        schedule=msgspec.convert(version.schedule, schemas.Schedule),
+        schedule=utc_schedule(msgspec.convert(version.schedule, schemas.Schedule)),
         priority=version.priority,
-        stacking=version.stacking,
+        stacking=version.stacking,  # type: ignore[arg-type]
         created_at=rule.created_at,
         updated_at=rule.updated_at,
     )
@@ -56,10 +67,10 @@ def _version_row(rule_id: str, version: int, trigger: str, data: Any) -> models.
         version=version,
         trigger=trigger,
         condition=data.condition,
-        effect=msgspec.to_builtins(data.effect),
+        effect=msgspec.to_builtins(engine.canonical_effect(data.effect)),
         point_type=data.point_type,
         caps=msgspec.to_builtins(data.caps),
-        schedule=msgspec.to_builtins(data.schedule),
+        schedule=msgspec.to_builtins(utc_schedule(data.schedule)),
         priority=data.priority,
         stacking=data.stacking,
     )
@@ -82,8 +93,9 @@ async def create_rule(session: AsyncSession, data: schemas.RuleCreate) -> schema
 
 
 async def _load(session: AsyncSession, rule_id: str) -> tuple[models.Rule, models.RuleVersion]:
+    """A rule that is not deleted (a deleted one is 404, as if it never was)."""
     rule = await session.get(models.Rule, rule_id) if is_id("rule", rule_id) else None
-    if rule is None:
+    if rule is None or rule.deleted_at is not None:
         raise NotFound("No such rule.")
     version = await session.get(models.RuleVersion, _version_id(rule.id, rule.version))
     assert version is not None
@@ -94,14 +106,19 @@ async def get_rule(session: AsyncSession, rule_id: str) -> schemas.RuleOut:
     return _out(*await _load(session, rule_id))
 
 
-async def list_rules(session: AsyncSession) -> list[schemas.RuleOut]:
-    rows = await session.execute(
+async def list_rules(
+    session: AsyncSession, limit: int, starting_after: str | None, status: str | None
+) -> Page[schemas.RuleOut]:
+    """Rules not deleted, newest first; `status` keeps the active or the inactive ones."""
+    query = (
         select(models.Rule, models.RuleVersion)
         .join(models.RuleVersion, models.RuleVersion.rule_id == models.Rule.id)
-        .where(models.RuleVersion.version == models.Rule.version)
-        .order_by(models.Rule.id.desc())
+        .where(models.RuleVersion.version == models.Rule.version, models.Rule.deleted_at.is_(None))
     )
-    return [_out(rule, version) for rule, version in rows]
+    if status is not None:
+        query = query.where(models.Rule.status == status)
+    rows = (await session.execute(newest_first(query, models.Rule.id, limit, starting_after))).all()
+    return to_page(rows, limit, lambda row: _out(row[0], row[1]), lambda row: row[0].id)
 
 
 async def update_rule(
@@ -129,47 +146,88 @@ async def update_rule(
     return _out(rule, current)
 
 
-async def deactivate_rule(session: AsyncSession, rule_id: str) -> schemas.RuleOut:
-    rule, version = await _load(session, rule_id)
+async def delete_rule(session: AsyncSession, rule_id: str) -> schemas.RuleDeleted:
+    """Mark the rule deleted (and inactive): it judges no more events, GET is 404 and lists
+    leave it out. The rows stay, since credits, awards and caps name its versions."""
+    rule, _ = await _load(session, rule_id)
     rule.status = "inactive"
+    rule.deleted_at = datetime.now(UTC)
     await session.flush()
-    await session.refresh(rule)
-    return _out(rule, version)
+    return schemas.RuleDeleted(id=rule.id)
 
 
 # --- tiers -----------------------------------------------------------------------------
 
 
 async def create_tier(session: AsyncSession, data: schemas.TierCreate) -> schemas.TierOut:
+    errors = []
     if data.window_kind == "rolling_days" and data.window_days is None:
-        raise InvalidInput(
-            errors=[FieldError(field="window_days", message="required for rolling_days")]
-        )
+        errors.append(FieldError(field="window_days", message="required for rolling_days"))
+    keys = [benefit.key for benefit in data.benefits]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            errors.append(FieldError(field=f"benefits[{i}].key", message=f"{key!r} is given twice"))
+    if errors:
+        raise InvalidInput(errors=errors)
     if await session.get(models.Tier, data.key) is not None:
         raise Conflict(f"A tier {data.key!r} exists.", code="tier_exists")
     tier = models.Tier(
-        **{**msgspec.structs.asdict(data), "earn_multiplier": Decimal(data.earn_multiplier)}
+        **{
+            **msgspec.structs.asdict(data),
+            "earn_multiplier": Decimal(data.earn_multiplier),
+            "benefits": msgspec.to_builtins(data.benefits),
+        }
     )
     session.add(tier)
     await session.flush()
     return tier_out(tier)
 
 
-async def list_tiers(session: AsyncSession) -> list[schemas.TierOut]:
-    rows = await session.scalars(
-        select(models.Tier).order_by(models.Tier.threshold, models.Tier.key)
+async def list_tiers(
+    session: AsyncSession, limit: int, starting_after: str | None
+) -> Page[schemas.TierOut]:
+    """The ladder: threshold ascending, then key; `starting_after` is a tier's key (404 if
+    there is no such tier)."""
+    query = select(models.Tier)
+    if starting_after:
+        after = await session.get(models.Tier, starting_after)
+        if after is None:
+            raise NotFound("starting_after names no tier.")
+        query = query.where(
+            tuple_(models.Tier.threshold, models.Tier.key) > tuple_(after.threshold, after.key)
+        )
+    query = query.order_by(models.Tier.threshold, models.Tier.key).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    return to_page(rows, limit, tier_out, lambda t: t.key)
+
+
+TIER_CHANGE_PREFIX = "tch_"
+
+
+def _tier_change(row: models.TierChange) -> schemas.TierChangeOut:
+    return schemas.TierChangeOut(
+        id=f"{TIER_CHANGE_PREFIX}{row.id}",
+        member_id=row.member_id,
+        from_tier=row.from_tier,
+        to_tier=row.to_tier,
+        at=row.at.astimezone(UTC),
+        reason=row.reason,
     )
-    return [tier_out(r) for r in rows]
 
 
-async def tier_history(session: AsyncSession, member_id: str) -> list[schemas.TierChangeOut]:
+async def tier_history(
+    session: AsyncSession, member_id: str, limit: int, starting_after: str | None
+) -> Page[schemas.TierChangeOut]:
+    """The member's tier changes, newest first (the order they were made)."""
     member = await get_member(session, member_id)
-    rows = await session.scalars(
-        select(models.TierChange)
-        .where(models.TierChange.member_id == member.id)
-        .order_by(models.TierChange.id)
-    )
-    return [schemas.TierChangeOut(r.from_tier, r.to_tier, r.at, r.reason) for r in rows]
+    query = select(models.TierChange).where(models.TierChange.member_id == member.id)
+    if starting_after:
+        query = query.where(
+            models.TierChange.id < int(starting_after.removeprefix(TIER_CHANGE_PREFIX))
+        )
+    query = query.order_by(models.TierChange.id.desc()).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    return to_page(rows, limit, _tier_change, lambda r: f"{TIER_CHANGE_PREFIX}{r.id}")
 
 
 async def review_tiers(pool: asyncpg.Pool, schema: str, now: datetime | None = None) -> int:

@@ -6,7 +6,7 @@ was refunded. Windows are rolling N days, or the calendar year in the tenant's t
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -136,7 +136,7 @@ class Tiers:
             "member_id": member_id,
             "from_tier": old,
             "to_tier": new.key if new else None,
-            "at": at.isoformat(),
+            "at": utc_text(at),
             "reason": reason,
         }
         await self.conn.execute(
@@ -186,6 +186,11 @@ class Tiers:
         return changed
 
 
+def utc_text(at: datetime) -> str:
+    """An instant as the API writes it everywhere: RFC 3339 in UTC, with `Z`."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def tier_out(row: Any) -> schemas.TierOut:
     return schemas.TierOut(
         key=row.key,
@@ -194,6 +199,7 @@ def tier_out(row: Any) -> schemas.TierOut:
         basis=row.basis,
         window_kind=row.window_kind,
         window_days=row.window_days,
-        earn_multiplier=str(row.earn_multiplier),
+        earn_multiplier=schemas.canonical(row.earn_multiplier),
         retention_days=row.retention_days,
+        benefits=msgspec.convert(row.benefits or [], list[schemas.Benefit]),
     )
