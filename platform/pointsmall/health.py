@@ -5,6 +5,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from pointsmall.heartbeat import ROLES, read_heartbeats
 from pointsmall.settings import Settings
@@ -45,7 +46,11 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@get("/readyz", tags=["Operations"])
+@get(
+    "/readyz",
+    tags=["Operations"],
+    responses={503: ResponseSpec(Health, description="The database does not answer")},
+)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     """Ready for traffic when the database answers: 200 `ok`; 503 `unavailable` without it.
     Reads and ledger writes need nothing else, so Redis away is 200 `degraded`: background
@@ -60,7 +65,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     return Response(Health("ok" if checks["redis"] == "ok" else "degraded", checks))
 
 
-@get("/healthz/workers", tags=["Operations"])
+# Not in the API document: where no worker runs (an API-only deployment, the tests) its
+# normal answer is a 503, which schema-driven clients and contract checks take for a fault.
+@get("/healthz/workers", tags=["Operations"], include_in_schema=False)
 async def workers_health(request: Request[Any, Any, Any]) -> Response[WorkersHealth]:
     """Each worker process's and relay's heartbeat age. 503 when one is stale (older than
     `HEARTBEAT_STALE_SECONDS`), when a role (worker, webhooks-worker, relay) has no fresh

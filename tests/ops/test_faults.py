@@ -231,7 +231,10 @@ async def stack(workdir: Path) -> AsyncIterator[Stack]:
                     return (await http.get("/healthz")).status_code == 200
                 return False
 
-            await until(serving, 60, "the API answers")
+            try:
+                await until(serving, 60, "the API answers")
+            except AssertionError as exc:
+                raise AssertionError(stack.log_tail()) from exc
         yield stack
     finally:
         for process in processes.values():
