@@ -194,7 +194,7 @@ async def test_retry_after_3xx_and_410(
         assert done is not None and done.verdict.outcome == "endpoint_gone"
     after = (await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}")).json()
     assert (after["enabled"], after["disabled_reason"]) == (False, "gone")
-    notices = (await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}/notices")).json()
+    notices = (await a.http.get(f"/v1/webhook-endpoints/{endpoint['id']}/notices")).json()["data"]
     assert [n["kind"] for n in notices] == ["endpoint_disabled"]
     await _earn(a, 1)
     assert await _relay(hot_pool, a) == []  # a disabled endpoint is sent nothing new

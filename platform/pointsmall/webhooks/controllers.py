@@ -1,7 +1,7 @@
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from pointsmall.auth.middleware import requires
 from pointsmall.auth.principal import Principal
@@ -13,6 +13,14 @@ from pointsmall.schemas import Page
 from pointsmall.webhooks import relay, schemas, services
 
 AuthRequest = Request[Principal, str, Any]
+NoticeCursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=22,
+        pattern=r"^ntc_[0-9]{1,18}$",
+        description="A cursor: the last notice id of the previous page.",
+    ),
+]
 
 
 def _enqueue_after_commit(
@@ -106,12 +114,19 @@ class WebhookEndpointController(Controller):
             session, endpoint_id, limit=limit, starting_after=starting_after, status=status
         )
 
-    @get("/{endpoint_id:str}/notices", responses=problem_responses(401, 403, 404))
+    @get("/{endpoint_id:str}/notices", responses=problem_responses(401, 403, 404, 422))
     async def list_notices(
-        self, session: Session, endpoint_id: FromPath[str]
-    ) -> list[schemas.Notice]:
-        """Why the endpoint was disabled, if it was (410 Gone, or five days of failures)."""
-        return await services.list_notices(session, endpoint_id)
+        self,
+        session: Session,
+        endpoint_id: FromPath[str],
+        limit: Limit = 20,
+        starting_after: NoticeCursor = None,
+    ) -> Page[schemas.Notice]:
+        """Why the endpoint was disabled, if it was (410 Gone, or five days of failures),
+        newest first."""
+        return await services.list_notices(
+            session, endpoint_id, limit=limit, starting_after=starting_after
+        )
 
     @post("/{endpoint_id:str}/test", status_code=202, responses=problem_responses(401, 403, 404))
     async def send_test(

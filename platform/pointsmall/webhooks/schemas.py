@@ -113,7 +113,12 @@ class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Notice(msgspec.Struct):
-    endpoint_id: str
-    kind: str
-    detail: str
-    created_at: datetime
+    """Why an endpoint was disabled: `kind` is `endpoint_disabled`, `detail` says why (410
+    Gone, or five days of failures)."""
+
+    id: Annotated[str, msgspec.Meta(description="The notice's id (`ntc_…`).")]
+    endpoint_id: Annotated[str, msgspec.Meta(description="The endpoint (`wh_…`).")]
+    kind: Annotated[str, msgspec.Meta(description="What happened: `endpoint_disabled`.")]
+    detail: Annotated[str, msgspec.Meta(description="Why, in a sentence.")]
+    created_at: Annotated[datetime, msgspec.Meta(description="When it happened.")]
+    object: Annotated[str, msgspec.Meta(description="Always `webhook_notice`.")] = "webhook_notice"

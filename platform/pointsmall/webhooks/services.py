@@ -314,9 +314,17 @@ async def send_test(session: AsyncSession, tenant_id: str, endpoint_id: str) -> 
     return message_id, endpoint_id
 
 
-async def list_notices(session: AsyncSession, endpoint_id: str) -> list[schemas.Notice]:
+async def list_notices(
+    session: AsyncSession, endpoint_id: str, *, limit: int, starting_after: str | None
+) -> Page[schemas.Notice]:
+    """Newest first; a notice's id is `ntc_` and its row number."""
     await _row(session, endpoint_id)
-    rows = await session.execute(
-        select(N).where(N.c.endpoint_id == endpoint_id).order_by(N.c.id.desc()).limit(100)
-    )
-    return [schemas.Notice(r.endpoint_id, r.kind, r.detail, r.created_at) for r in rows.all()]
+    query = select(N).where(N.c.endpoint_id == endpoint_id)
+    if starting_after:
+        query = query.where(N.c.id < int(starting_after.removeprefix("ntc_")))
+    rows = (await session.execute(query.order_by(N.c.id.desc()).limit(limit + 1))).all()
+    return to_page(rows, limit, _notice, lambda r: f"ntc_{r.id}")
+
+
+def _notice(row: Any) -> schemas.Notice:
+    return schemas.Notice(f"ntc_{row.id}", row.endpoint_id, row.kind, row.detail, row.created_at)
