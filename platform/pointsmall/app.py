@@ -47,6 +47,7 @@ from pointsmall.rules.controllers import (
     TierController,
 )
 from pointsmall.settings import Settings
+from pointsmall.static import docs_pages
 from pointsmall.strict_body import check_request
 from pointsmall.tenancy.controllers import SignupController
 from pointsmall.tenancy.settings_api import SettingsController
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="Pointsmall API",
             version="1.0.0",
             path="/schema",
+            render_plugins=docs_pages("/schema"),
             components=Components(
                 security_schemes={
                     "ApiKey": SecurityScheme(
