@@ -414,6 +414,12 @@ async def update_point_type(
         raise NotFound("No such point type.")
     sent = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     current = {name: getattr(row, name) for name in _POLICY_FIELDS}
+    # A new policy starts from what is sent: the old one's settings do not carry over (a
+    # rolling type's 90 days would become an end_of_period offset).
+    if sent.get("expiry_policy", row.expiry_policy) != row.expiry_policy:
+        current.update(expiry_days=None, expiry_date=None, expiry_period=None)
+    if sent.get("pending_policy", row.pending_policy) != row.pending_policy:
+        current["pending_days"] = None
     for name, value in _policies({**current, **sent}).items():
         setattr(row, name, value)  # the name too, when sent
     await session.flush()
