@@ -14,6 +14,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 from pointsmall.auth.controllers import ApiKeyController
 from pointsmall.auth.middleware import BearerAuthMiddleware
 from pointsmall.auth.services import PrincipalCache
+from pointsmall.cors import wrap_cors
 from pointsmall.deps import provide_session
 from pointsmall.errors import exception_handlers
 from pointsmall.health import healthz, readyz, workers_health
@@ -153,5 +154,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     wrap_manners(app)
+    wrap_cors(app)  # outside the manners: a CORS preflight is answered before them
     wrap_outermost(app)
     return app

@@ -293,6 +293,7 @@ _STATUS_TITLES = {
     409: ("conflict", "Conflicts with the current state or an earlier request"),
     422: ("validation_error", "The body or query is invalid"),
     502: ("payment_provider_error", "A payment provider failed; nothing changed"),
+    503: ("service_unavailable", "The database is not reachable; retry with the same key"),
 }
 
 

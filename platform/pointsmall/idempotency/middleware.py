@@ -29,6 +29,7 @@ from pointsmall.db import TenantDb
 from pointsmall.errors import PROBLEM_MEDIA_TYPE, make_problem
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.keyring import secret_box
+from pointsmall.settings import Settings
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Route option for handlers whose single SQL call claims and stores the key itself
@@ -139,20 +140,33 @@ def _replaying(body: bytes) -> Receive:
 _SEALED = b"sealed:"
 
 
+def seal_answer(settings: Settings, binding: str, body: bytes) -> bytes:
+    """A stored answer as kept at rest; `binding` (the key's scope and the key) is the
+    associated data, so it opens only for the row it was written for."""
+    return _SEALED + secret_box(settings).seal(body, binding)
+
+
+def open_answer(settings: Settings, binding: str, stored: bytes) -> bytes:
+    if not stored.startswith(_SEALED):
+        return stored
+    return secret_box(settings).open(stored[len(_SEALED) :], binding)
+
+
+def valid_key(key: str) -> bool:
+    """1 to 255 printable ASCII characters."""
+    return 1 <= len(key) <= 255 and set(key) <= _KEY_CHARS
+
+
 def _binding(scope: Scope, key: str) -> str:
     return f"idempotency:{scope['user'].schema}:{key}"
 
 
 def _sealed(scope: Scope, key: str, body: bytes) -> bytes:
-    box = secret_box(scope["app"].state.settings)
-    return _SEALED + box.seal(body, _binding(scope, key))
+    return seal_answer(scope["app"].state.settings, _binding(scope, key), body)
 
 
 def _unsealed(scope: Scope, key: str, stored: bytes) -> bytes:
-    if not stored.startswith(_SEALED):
-        return stored
-    box = secret_box(scope["app"].state.settings)
-    return box.open(stored[len(_SEALED) :], _binding(scope, key))
+    return open_answer(scope["app"].state.settings, _binding(scope, key), stored)
 
 
 class UnitOfWorkMiddleware:
@@ -188,7 +202,7 @@ class UnitOfWorkMiddleware:
     async def _idempotent(
         self, db: TenantDb, key: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        if not 1 <= len(key) <= 255 or not set(key) <= _KEY_CHARS:
+        if not valid_key(key):
             await _send_problem(
                 send,
                 422,

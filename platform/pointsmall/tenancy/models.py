@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -43,6 +44,38 @@ class SpareSchema(SharedBase):
     __tablename__ = "spare_schemas"
 
     tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SignupIdempotencyKey(SharedBase):
+    """`POST /signup`'s `Idempotency-Key` (signup has no tenant yet, so its keys are shared).
+
+    Written in the signup's own transaction. The answer carries the first API key, so it is
+    sealed; the request's fingerprint is not stored beside it (the body holds the password,
+    and a plain digest of it would be a fast guessing oracle): it is the sealed answer's
+    associated data, so the answer opens only for the same request.
+    """
+
+    __tablename__ = "signup_idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    response_body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class TenantCorsOrigin(SharedBase):
+    """An origin (`scheme://host[:port]`) a tenant lets browsers call the API from. Kept in
+    the shared schema: a CORS preflight carries no credential, so it is judged before the
+    tenant is known, against every tenant's origins."""
+
+    __tablename__ = "tenant_cors_origins"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("shared.tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    origin: Mapped[str] = mapped_column(String(300), primary_key=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

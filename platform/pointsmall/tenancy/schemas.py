@@ -13,57 +13,118 @@ Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=256, pattern=r"^[^\x00]*$")]
 
 
+def _d(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
+
+
+_NAME = "The program's name (the merchant's), 1 to 200 characters."
+_TIME_ZONE = "The program's IANA time zone: local days (check-ins, limits) are counted in it."
+_CURRENCY = "The program's currency (ISO 4217): cash prices and `point_value` are in it."
+
+
 class SignupCreate(msgspec.Struct, forbid_unknown_fields=True):
-    merchant_name: Name
-    admin_email: Email
-    password: Password
-    slug: Slug | None = None
-    timezone: TimeZone = "UTC"
-    currency: Currency = "USD"
+    merchant_name: Annotated[Name, _d(_NAME)]
+    admin_email: Annotated[Email, _d("The first admin's email (kept lower-cased).")]
+    password: Annotated[Password, _d("The first admin's password, 10 to 256 characters.")]
+    slug: (
+        Annotated[Slug, _d("The tenant's URL label; made from the name when left out.")] | None
+    ) = None
+    timezone: Annotated[TimeZone, _d(_TIME_ZONE)] = "UTC"
+    currency: Annotated[Currency, _d(_CURRENCY)] = "USD"
 
 
 class TenantOut(msgspec.Struct):
-    id: str
-    slug: str
-    name: str
+    id: Annotated[str, _d("The tenant's id (`ten_…`).")]
+    slug: Annotated[str, _d("The tenant's URL label.")]
+    name: Annotated[str, _d("The program's name.")]
 
 
 class AdminOut(msgspec.Struct):
-    id: str
-    email: str
+    id: Annotated[str, _d("The admin's id (`usr_…`).")]
+    email: Annotated[str, _d("The admin's email, lower-cased.")]
 
 
 class SignupResult(msgspec.Struct):
     """`api_key` is shown this once; only its digest is stored."""
 
-    tenant: TenantOut
-    admin: AdminOut
-    api_key: str
+    tenant: Annotated[TenantOut, _d("The new tenant.")]
+    admin: Annotated[AdminOut, _d("Its first admin.")]
+    api_key: Annotated[
+        str, _d("A test-mode key with the `admin` scope (`pm_test_…`), shown this once.")
+    ]
 
 
 Rate = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6})?$")]
 Share = Annotated[str, msgspec.Meta(pattern=r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")]
-BackdateDays = Annotated[int, msgspec.Meta(ge=0, le=365)]
+# The OpenAPI generator drops a falsy bound (`ge=0`) of an optional field: say it again.
+BackdateDays = Annotated[
+    int, msgspec.Meta(ge=0, le=365, extra_json_schema={"extra": {"minimum": 0}})
+]
+
+
+# An origin as browsers send it: scheme, host, and a port only when it is not the default
+# (a default port is dropped when saved). Lower case; no path, no trailing slash.
+_PORT = (
+    r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+)
+_HOST = r"(\[[0-9a-f:.]{2,45}\]|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)"
+ORIGIN_PATTERN = f"^https?://{_HOST}{_PORT}$"
+_ORIGIN_DESCRIPTION = "An exact origin, `scheme://host[:port]`: e.g. `https://shop.example`."
+Origin = Annotated[
+    str, msgspec.Meta(max_length=300, pattern=ORIGIN_PATTERN, description=_ORIGIN_DESCRIPTION)
+]
+_POINT_VALUE = "What one point is worth in `currency`, above 0 (`0.01`: 100 points = 1 unit)."
+_SHARE = "The largest share of an order's price payable in points, 0 to 1."
+_BACKDATE = "How many days before today (in `timezone`) a check-in may be dated; 0: today only."
+_CORS = "Origins browsers may call the API from with this tenant's credentials, sorted."
+MAX_CORS_ORIGINS = 20
+CorsOrigins = Annotated[
+    list[Origin],
+    msgspec.Meta(
+        max_length=MAX_CORS_ORIGINS,
+        description="Origins browsers may call the API from (the member mall widget on the "
+        "merchant's sites), at most 20; a default port is dropped, duplicates too.",
+        # The OpenAPI generator does not carry an item's constraints: say them here.
+        extra_json_schema={
+            "extra": {
+                "items": {
+                    "type": "string",
+                    "maxLength": 300,
+                    "pattern": ORIGIN_PATTERN,
+                    "description": _ORIGIN_DESCRIPTION,
+                }
+            }
+        },
+    ),
+]
 
 
 class ProgramSettings(msgspec.Struct):
-    """`point_value`: what one point is worth in `currency` (0.01: 100 points = 1 unit);
+    """`name`: the program's name (the merchant's, as given at signup);
+    `point_value`: what one point is worth in `currency` (0.01: 100 points = 1 unit);
     `max_points_share`: the largest share of an order's price payable in points (0 to 1);
     `checkin_backdate_days`: how many days before today (in `timezone`) a check-in may be
-    dated (0: today only)."""
+    dated (0: today only); `cors_origins`: the origins browsers may call the API from with
+    this tenant's credentials (sorted)."""
 
-    timezone: str
-    currency: str
-    point_value: str
-    max_points_share: str
-    checkin_backdate_days: int
-    updated_at: datetime
-    object: str = "settings"
+    name: Annotated[str, _d(_NAME)]
+    timezone: Annotated[str, _d(_TIME_ZONE)]
+    currency: Annotated[str, _d(_CURRENCY)]
+    point_value: Annotated[str, _d(_POINT_VALUE)]
+    max_points_share: Annotated[str, _d(_SHARE)]
+    checkin_backdate_days: Annotated[int, _d(_BACKDATE)]
+    cors_origins: Annotated[list[str], _d(_CORS)]
+    updated_at: Annotated[datetime, _d("When the settings last changed.")]
+    object: Annotated[str, _d("Always `settings`.")] = "settings"
 
 
 class ProgramSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    timezone: TimeZone | msgspec.UnsetType = msgspec.UNSET
-    currency: Currency | msgspec.UnsetType = msgspec.UNSET
-    point_value: Rate | msgspec.UnsetType = msgspec.UNSET
-    max_points_share: Share | msgspec.UnsetType = msgspec.UNSET
-    checkin_backdate_days: BackdateDays | msgspec.UnsetType = msgspec.UNSET
+    name: Annotated[Name, _d(_NAME)] | msgspec.UnsetType = msgspec.UNSET
+    timezone: Annotated[TimeZone, _d(_TIME_ZONE)] | msgspec.UnsetType = msgspec.UNSET
+    currency: Annotated[Currency, _d(_CURRENCY)] | msgspec.UnsetType = msgspec.UNSET
+    point_value: Annotated[Rate, _d(_POINT_VALUE)] | msgspec.UnsetType = msgspec.UNSET
+    max_points_share: Annotated[Share, _d(_SHARE)] | msgspec.UnsetType = msgspec.UNSET
+    checkin_backdate_days: Annotated[BackdateDays, _d(_BACKDATE)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    cors_origins: CorsOrigins | msgspec.UnsetType = msgspec.UNSET

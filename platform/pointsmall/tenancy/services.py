@@ -131,12 +131,22 @@ async def spare_schemas(session: AsyncSession) -> list[str]:
     return [schema_for_tenant(tenant_id) for tenant_id in ids]
 
 
-async def signup(
-    session: AsyncSession, migrations: SchemaMigrations, data: SignupCreate
-) -> SignupResult:
+def check_signup(data: SignupCreate) -> None:
+    """What the body's types cannot say: a reserved slug, a time zone IANA does not know."""
     _check(data.slug, data.timezone)
-    # Hash before the transaction opens: argon2 is deliberately slow and needs no lock.
-    password_hash = await asyncio.to_thread(_hasher.hash, data.password)
+
+
+async def hash_password(password: str) -> str:
+    """argon2id, off the event loop (it is deliberately slow). Done before the signup's
+    transaction opens: it needs no lock."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def signup(
+    session: AsyncSession, migrations: SchemaMigrations, data: SignupCreate, password_hash: str
+) -> SignupResult:
+    """The tenant (`provision`), its first admin and first API key, in the session's
+    transaction. `password_hash` from `hash_password`, made before the transaction."""
     tenant = await provision(
         session,
         migrations,
