@@ -200,8 +200,8 @@ MEMBERLESS = "mem_0000000000000000000000zzzz"
         (
             "/v1/points/earn",
             {"points": 5, "reason": "x", "point_type": "nope"},
-            422,
-            "validation_error",
+            404,
+            "not_found",
         ),
         (
             "/v1/points/earn",

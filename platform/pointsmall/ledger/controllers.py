@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from pointsmall.auth.middleware import requires
 from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
-from pointsmall.errors import problem_responses
+from pointsmall.errors import FieldError, InvalidInput, problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
 from pointsmall.ledger import schemas, services
 from pointsmall.pagination import KeyCursor, Limit, StartingAfter
@@ -129,6 +129,26 @@ class TransactionController(Controller):
         return _answer(await services.release(engine, schema, transaction_id, idem=idem))
 
 
+# An RFC 3339 instant with its offset, as the document says (the query parser would also
+# take a bare number as seconds since 1970).
+_INSTANT: dict[str, Any] = {
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+    "max_length": 35,
+    "schema_extra": {"format": "date-time"},
+}
+_GTE = "Only transactions created at or after this instant (RFC 3339, with an offset)."
+_LT = "Only transactions created before this instant (RFC 3339, with an offset)."
+
+
+def _instant(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(errors=[FieldError(field=name, message="not a valid instant")]) from None
+
+
 class MemberLedgerController(Controller):
     path = "/members/{member_id:str}"
     tags = ["Ledger"]
@@ -152,8 +172,12 @@ class MemberLedgerController(Controller):
         kind: FromQuery[
             Literal["earn", "spend", "adjust", "reverse", "expire", "release", "clawback"] | None
         ] = None,
-        created_gte: Annotated[datetime | None, QueryParameter(name="created[gte]")] = None,
-        created_lt: Annotated[datetime | None, QueryParameter(name="created[lt]")] = None,
+        created_gte: Annotated[
+            str | None, QueryParameter(name="created[gte]", description=_GTE, **_INSTANT)
+        ] = None,
+        created_lt: Annotated[
+            str | None, QueryParameter(name="created[lt]", description=_LT, **_INSTANT)
+        ] = None,
     ) -> Page[schemas.Transaction]:
         """The member's ledger history, newest first; filter by kind and creation time."""
         return await services.history(
@@ -162,8 +186,8 @@ class MemberLedgerController(Controller):
             limit=limit,
             starting_after=starting_after,
             kind=kind,
-            created_gte=created_gte,
-            created_lt=created_lt,
+            created_gte=_instant("created[gte]", created_gte),
+            created_lt=_instant("created[lt]", created_lt),
         )
 
 

@@ -59,7 +59,11 @@ class AdjustCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     member_id: Annotated[MemberId, meta(_MEMBER)]
     points: Annotated[
-        SignedPoints, meta("The signed correction: positive credits, negative debits; not 0.")
+        SignedPoints,
+        msgspec.Meta(
+            description="The signed correction: positive credits, negative debits; not 0.",
+            extra_json_schema={"extra": {"not": {"const": 0}}},
+        ),
     ]
     reason: Annotated[Reason, meta(_REASON)]
     point_type: Annotated[PointTypeKey, meta(_TYPE)] = "points"

@@ -28,10 +28,8 @@ _ERRORS: dict[str, ApiError] = {
     "member_not_found": NotFound("No such member."),
     "not_found": NotFound("No such transaction."),
     "member_suspended": Conflict("The member is suspended.", code="member_suspended"),
-    "point_type_not_found": InvalidInput(
-        "The request is invalid.",
-        errors=[FieldError(field="point_type", message="no such point type")],
-    ),
+    # An unknown point type is a missing object, as an unknown member is.
+    "point_type_not_found": NotFound("No such point type."),
     "already_reversed": Conflict("The transaction is already reversed.", code="already_reversed"),
     "already_released": Conflict(
         "The transaction's pending points were already released.", code="already_released"

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -7,32 +7,80 @@ from pointsmall.schemas import Attributes, Email, ExternalId, Name
 
 MemberStatus = Literal["active", "suspended"]
 
+# `Attributes` as JSON Schema says it: the generator leaves out the keys' pattern and the
+# values' bounds, and writes the values as a `oneOf` that an integer (both `integer` and
+# `number`) fails.
+_ATTRIBUTES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 50,
+    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"^[A-Za-z0-9_.:-]+$"},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": 500, "pattern": r"^[^\x00]*$"},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+        ]
+    },
+}
+_ATTRIBUTES = (
+    "The merchant's own data, flat like Stripe metadata: at most 50 keys of 1 to 40 "
+    "characters (letters, digits, `_ . : -`), values strings of at most 500 characters, "
+    "numbers, booleans or null."
+)
+_EXTERNAL_ID = "The merchant's own customer id: unique in the program."
+_EMAIL = "The member's email; null for none."
+_NAME = "The member's name; null for none."
+_STATUS = "`suspended` members can neither earn nor spend (409 `member_suspended`)."
+
 
 class MemberCreate(msgspec.Struct, forbid_unknown_fields=True):
-    external_id: ExternalId
-    email: Email | None = None
-    name: Name | None = None
-    attributes: Attributes = msgspec.field(default_factory=dict)
+    external_id: Annotated[ExternalId, msgspec.Meta(description=_EXTERNAL_ID)]
+    email: Annotated[Email, msgspec.Meta(description=_EMAIL)] | None = None
+    name: Annotated[Name, msgspec.Meta(description=_NAME)] | None = None
+    attributes: Annotated[
+        Attributes,
+        msgspec.Meta(description=_ATTRIBUTES, extra_json_schema={"extra": _ATTRIBUTES_SCHEMA}),
+    ] = msgspec.field(default_factory=dict)
 
 
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Only the fields sent change; send null to clear email or name."""
 
-    external_id: ExternalId | msgspec.UnsetType = msgspec.UNSET
-    email: Email | msgspec.UnsetType | None = msgspec.UNSET
-    name: Name | msgspec.UnsetType | None = msgspec.UNSET
-    attributes: Attributes | msgspec.UnsetType = msgspec.UNSET
-    status: MemberStatus | msgspec.UnsetType = msgspec.UNSET
+    external_id: (
+        Annotated[ExternalId, msgspec.Meta(description=_EXTERNAL_ID)] | msgspec.UnsetType
+    ) = msgspec.UNSET
+    email: Annotated[Email, msgspec.Meta(description=_EMAIL)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
+    name: Annotated[Name, msgspec.Meta(description=_NAME)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
+    attributes: (
+        Annotated[
+            Attributes,
+            msgspec.Meta(
+                description=_ATTRIBUTES + " Replaces them all.",
+                extra_json_schema={"extra": {"oneOf": [_ATTRIBUTES_SCHEMA]}},
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    status: Annotated[MemberStatus, msgspec.Meta(description=_STATUS)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class Member(msgspec.Struct):
-    id: str
-    external_id: str
-    email: str | None
-    name: str | None
-    attributes: dict[str, Any]
-    status: MemberStatus
-    referral_code: str | None
-    created_at: datetime
-    updated_at: datetime
-    object: str = "member"
+    id: Annotated[str, msgspec.Meta(description="The member's id (`mem_…`).")]
+    external_id: Annotated[str, msgspec.Meta(description=_EXTERNAL_ID)]
+    email: Annotated[str | None, msgspec.Meta(description=_EMAIL)]
+    name: Annotated[str | None, msgspec.Meta(description=_NAME)]
+    attributes: Annotated[dict[str, Any], msgspec.Meta(description=_ATTRIBUTES)]
+    status: Annotated[MemberStatus, msgspec.Meta(description=_STATUS)]
+    referral_code: Annotated[
+        str | None, msgspec.Meta(description="The member's code for referring others.")
+    ]
+    created_at: Annotated[datetime, msgspec.Meta(description="When the member was enrolled (UTC).")]
+    updated_at: Annotated[datetime, msgspec.Meta(description="When the member last changed (UTC).")]
+    object: Annotated[Literal["member"], msgspec.Meta(description="Always `member`.")] = "member"

@@ -57,7 +57,7 @@ def _out(rule: models.Rule, version: models.RuleVersion) -> schemas.RuleOut:
 
 async def _check_point_type(session: AsyncSession, key: str) -> None:
     if await session.get(PointType, key) is None:
-        raise InvalidInput(errors=[FieldError(field="point_type", message="no such point type")])
+        raise NotFound("No such point type.")
 
 
 def _version_row(rule_id: str, version: int, trigger: str, data: Any) -> models.RuleVersion:
