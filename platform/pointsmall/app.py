@@ -3,8 +3,6 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq import create_pool
-from arq.connections import RedisSettings
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -39,6 +37,7 @@ from pointsmall.metrics import MetricsController
 from pointsmall.migrations import tenant_migrations
 from pointsmall.observability import configure_logging, wrap_outermost
 from pointsmall.openapi import finish_on_startup
+from pointsmall.resilience import fast_redis
 from pointsmall.rules.controllers import (
     BacktestController,
     CheckInController,
@@ -70,10 +69,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             recycle_seconds=settings.db_recycle_seconds,
             recycle_uses=settings.db_recycle_uses,
         )
-        redis = await create_pool(
-            RedisSettings.from_dsn(settings.redis_url or "redis://127.0.0.1:6379/0"),
-            default_queue_name=settings.queue_name,
-        )
+        # Connects on first use and fails at once while Redis is away: the API starts and
+        # serves reads and ledger writes without Redis (jobs wait; /readyz says degraded).
+        redis = fast_redis(settings.redis_url or "redis://127.0.0.1:6379/0", settings.queue_name)
         tenant_engines = TenantAffineEngines(
             settings.async_database_url,
             shards=settings.db_pool_shards,

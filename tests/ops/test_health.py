@@ -30,7 +30,7 @@ from pointsmall.heartbeat import (
 from pointsmall.jobs import scheduled, worker_settings
 from pointsmall.resilience import fast_redis, patient_redis
 from pointsmall.settings import Settings
-from tests.conftest import make_tenant, serve_asgi
+from tests.conftest import TenantClient, free_port, make_tenant, serve_asgi
 from tests.ops.test_faults import Redis
 
 
@@ -248,3 +248,18 @@ async def test_cron_runs_wait_for_the_database(own_settings: Settings) -> None:
         assert await scheduled(fine)(ctx) == 7
         recorded = await read_cron_successes(redis, own_settings.queue_name)
     assert set(recorded) == {"fine"} and recorded["fine"] > time.time() - 60
+
+
+async def test_the_api_starts_and_writes_while_redis_is_away(
+    own_settings: Settings, tenants: tuple[TenantClient, TenantClient]
+) -> None:
+    a, _ = tenants
+    settings = replace(own_settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with api(settings) as http:
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        http.headers["Authorization"] = f"Bearer {a.api_key}"
+        member = await http.post("/v1/members", json={"external_id": "no-redis"})
+        assert member.status_code == 201, member.text
+        earn = {"member_id": member.json()["id"], "points": 5, "reason": "x"}
+        assert (await http.post("/v1/points/earn", json=earn)).status_code == 201
