@@ -35,7 +35,7 @@ async def test_coupon_issue_validate_redeem_once(tenants: Tenants) -> None:
     assert all(re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{20}", c) for c in codes)  # 100 bits, no I/L/O/U
     code = codes[0]
     valid = (await a.http.get(f"/v1/coupons/{code}")).json()
-    assert valid["status"] == "valid" and valid["value"] == "10.0000" and valid["currency"] == "CNY"
+    assert valid["status"] == "valid" and valid["value"] == "10.00" and valid["currency"] == "CNY"
     assert (await b.http.get(f"/v1/coupons/{code}")).status_code == 404  # another tenant's code
 
     attempts = await asyncio.gather(

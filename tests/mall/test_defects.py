@@ -121,7 +121,7 @@ async def test_points_share_leaves_points_only_prices_in_points(tenants: Tenants
     mixed = (await _order(a, buyer, mug, combo)).json()
     assert (mixed["points"], mixed["cash"], mixed["points_total"]) == (1295, "9.95", 1300)
     over = await _order(a, buyer, mug, combo, points=1300)
-    assert over.status_code == 422 and over.json()["code"] == "points_share_exceeded"
+    assert over.status_code == 409 and over.json()["code"] == "points_share_exceeded"
     assert "1295" in over.json()["detail"]
     assert await available(a, buyer) == 10_000 - 300 - 100 - 1295
 
@@ -142,14 +142,14 @@ async def test_unknown_tiers_are_refused(tenants: Tenants) -> None:
             "tiers": ["gold", "nosuchtier", "platinum"],
         },
     )
-    assert unknown.status_code == 422, unknown.text
+    assert unknown.status_code == 404, unknown.text  # like an order naming an unknown product
     assert unknown.json()["code"] == "unknown_tier"
     assert unknown.json()["errors"][0]["field"] == "tiers"
     assert "nosuchtier" in unknown.json()["detail"] and "platinum" in unknown.json()["detail"]
     assert "gold" not in unknown.json()["errors"][0]["message"]
     gold = await product(a, tiers=["gold"])
     patched = await a.http.patch(f"/v1/products/{gold}", json={"tiers": ["nosuchtier"]})
-    assert patched.status_code == 422 and patched.json()["errors"][0]["field"] == "tiers"
+    assert patched.status_code == 404 and patched.json()["errors"][0]["field"] == "tiers"
     assert "nosuchtier" in patched.json()["detail"]
     assert (await a.http.get(f"/v1/products/{gold}")).json()["tiers"] == ["gold"]
     opened = await a.http.patch(f"/v1/products/{gold}", json={"tiers": None})
@@ -219,19 +219,30 @@ async def test_refusals_have_one_status_and_code_each(tenants: Tenants) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("status", "body"),
     [
-        {"name": "x", "kind": "physical", "points_price": 1, "per_period_limit": 1},
-        {"name": "x", "kind": "physical", "points_price": 1, "limit_period": "day"},
-        {"name": "x", "kind": "coupon", "points_price": 1},
-        {"name": "x", "kind": "virtual", "points_price": 1, "stock": 1},
-        {"name": "x", "kind": "physical", "points_price": 1, "tiers": ["nosuchtier"]},
-        {"name": "x", "kind": "physical", "points_price": 1, "cash_price": "1", "currency": "EUR"},
-        {"name": "x", "kind": "physical", "points_price": 0},
+        (422, {"name": "x", "kind": "physical", "points_price": 1, "per_period_limit": 1}),
+        (422, {"name": "x", "kind": "physical", "points_price": 1, "limit_period": "day"}),
+        (422, {"name": "x", "kind": "coupon", "points_price": 1}),
+        (422, {"name": "x", "kind": "virtual", "points_price": 1, "stock": 1}),
+        (404, {"name": "x", "kind": "physical", "points_price": 1, "tiers": ["nosuchtier"]}),
+        (
+            409,
+            {
+                "name": "x",
+                "kind": "physical",
+                "points_price": 1,
+                "cash_price": "1",
+                "currency": "EUR",
+            },
+        ),
+        (422, {"name": "x", "kind": "physical", "points_price": 0}),
     ],
 )
-async def test_every_catalog_422_has_a_detail(tenants: Tenants, body: dict[str, Any]) -> None:
+async def test_every_catalog_refusal_has_a_detail(
+    tenants: Tenants, status: int, body: dict[str, Any]
+) -> None:
     a, _ = tenants
     refused = await a.http.post("/v1/products", json=body)
-    assert refused.status_code == 422, refused.text
+    assert refused.status_code == status, refused.text
     assert refused.json().get("detail"), refused.json()

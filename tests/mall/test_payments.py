@@ -79,19 +79,19 @@ async def test_points_as_part_payment_and_the_rounding_rule(tenants: Tenants) ->
     default = (await _order(a, buyer, item)).json()
     assert (default["points"], default["cash"], default["points_total"]) == (550, "5.50", 1000)
     over = await _order(a, buyer, item, points=800)
-    assert over.status_code == 422 and over.json()["code"] == "points_share_exceeded"
+    assert over.status_code == 409 and over.json()["code"] == "points_share_exceeded"
     assert over.json()["errors"][0]["field"] == "payment.points"
     fewer = (
         await _order(a, buyer, item, points=250, cash={"amount": "8.5", "currency": "USD"})
     ).json()
     assert (fewer["points"], fewer["cash"]) == (250, "8.50")
     mismatch = await _order(a, buyer, item, points=250, cash={"amount": "8.49", "currency": "USD"})
-    assert mismatch.status_code == 422 and mismatch.json()["code"] == "cash_mismatch"
+    assert mismatch.status_code == 409 and mismatch.json()["code"] == "cash_mismatch"
     assert mismatch.json()["errors"][0]["field"] == "payment.cash"
     # 1,000 points = 3 USD: points turn into cash only in whole cents, never rounded.
     await a.http.patch("/v1/settings", json={"point_value": "0.003", "max_points_share": "1"})
     inexact = await _order(a, buyer, item, points=995)
-    assert inexact.status_code == 422 and inexact.json()["code"] == "inexact_split"
+    assert inexact.status_code == 409 and inexact.json()["code"] == "inexact_split"
     assert "990 or 1000" in inexact.json()["detail"]
     exact = (await _order(a, buyer, item, points=990)).json()
     assert (exact["points"], exact["cash"]) == (990, "1.03")
@@ -219,7 +219,7 @@ async def test_categories(tenants: Tenants) -> None:
     loop = await a.http.patch(
         f"/v1/categories/{gifts.json()['id']}", json={"parent_id": mugs["id"]}
     )
-    assert loop.status_code == 422
+    assert loop.status_code == 409 and loop.json()["code"] == "category_cycle"
     unknown = await a.http.post(
         "/v1/products",
         json={
@@ -229,7 +229,7 @@ async def test_categories(tenants: Tenants) -> None:
             "category": "cat_01jz0000000000000000000000",
         },
     )
-    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_category"
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_category"
     inside = await product(a, category=mugs["id"])
     await product(a)
     listed = (await a.http.get("/v1/products", params={"category": mugs["id"]})).json()["data"]
@@ -305,7 +305,8 @@ async def test_a_provider_plugin_gets_what_it_needs(
     sent = fakepay.requests[0]
     assert (sent.order_id, sent.amount, sent.currency) == (order["id"], "3.50", "USD")
     assert sent.return_url == "https://shop.example/back" and sent.tenant_id == a.id
-    assert sent.idempotency_key.endswith(":pay") and sent.expires_at
+    assert sent.idempotency_key.endswith(":pay")
+    assert sent.expires_at == order["payment"]["expires_at"] and sent.expires_at.endswith("Z")
     assert order["payment"]["redirect_url"] == "https://pay.example/1"
     early = await a.http.post(
         f"/v1/orders/{order['id']}/confirm-payment", json={"payment_id": "fp_1"}
@@ -329,7 +330,7 @@ async def test_a_provider_plugin_gets_what_it_needs(
     assert failed.status_code == 502 and failed.json()["code"] == "payment_provider_error"
     assert await available(a, buyer) == 1000 and await _stock(a, item) == 1
     unknown = await _order(a, buyer, item, provider="nopay")
-    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_payment_provider"
+    assert unknown.status_code == 409 and unknown.json()["code"] == "unknown_payment_provider"
     await assert_ledger_invariants(engine, a.schema)
 
 

@@ -15,8 +15,10 @@ from pointsmall.idempotency.middleware import Idempotency
 from pointsmall.ids import is_id, new_id
 from pointsmall.ledger import services as ledger
 from pointsmall.mall import schemas
+from pointsmall.pagination import to_page
 from pointsmall.payments.contracts import PaymentIntent, PaymentRequest, RefundRequest
 from pointsmall.plugins import call_first, payment_providers
+from pointsmall.schemas import Page
 from pointsmall_tenants import quoted_schema
 
 Conn = Any  # an asyncpg connection inside a transaction
@@ -31,16 +33,18 @@ _placed = msgspec.json.Decoder(_Placed)
 
 
 def refusal(exc: asyncpg.exceptions.RaiseError) -> Exception:
-    """The API's answer to what `mall_place_order` RAISEd (`mall:<code>`, status as HINT)."""
+    """The API's answer to what `mall_place_order` RAISEd (`mall:<code>`, the status as
+    HINT, the field, if any, as COLUMN)."""
     if not exc.message.startswith("mall:"):
         return ledger.api_error(exc)
     code, detail, status = exc.message.removeprefix("mall:"), exc.detail or "", int(exc.hint or 409)
     if status == 404:
         return NotFound(detail)
+    field = getattr(exc, "column_name", None)
+    errors = [FieldError(field=field, message=detail)] if field else []
     if status == 422:
-        field = getattr(exc, "column_name", None) or "payment"
-        return InvalidInput(detail, code=code, errors=[FieldError(field=field, message=detail)])
-    return ApiError(detail, status=status, code=code, title="Order refused")
+        return InvalidInput(detail, code=code, errors=errors)
+    return ApiError(detail, status=status, code=code, title="Order refused", errors=errors)
 
 
 class ProviderFailed(ApiError):
@@ -61,8 +65,8 @@ async def place_order(
 ) -> tuple[schemas.Order, bool]:
     s = quoted_schema(schema)
     pay = data.payment or schemas.PaymentIn()
-    if pay.provider not in payment_providers():
-        raise InvalidInput(
+    if pay.provider not in payment_providers():  # valid on its own; not installed here: 409
+        raise Conflict(
             f"No payment provider {pay.provider!r} is installed.",
             code="unknown_payment_provider",
             errors=[FieldError(field="payment.provider", message="not installed")],
@@ -109,7 +113,7 @@ async def place_order(
         description=f"Order {order.id}",
         return_url=pay.return_url,
         idempotency_key=f"{tenant_id}:{order.id}:pay",
-        expires_at=order.payment.expires_at.isoformat(),
+        expires_at=utc_text(order.payment.expires_at),
     )
     try:
         intent: PaymentIntent | None = await call_first(
@@ -149,6 +153,12 @@ async def _load(conn: Conn, s: str, order_id: str, *, lock: bool = True) -> asyn
 
 
 _order = msgspec.json.Decoder(schemas.Order)
+_orders = msgspec.json.Decoder(list[schemas.Order])
+
+
+def utc_text(moment: datetime) -> str:
+    """RFC 3339 in UTC with `Z`, as the API writes every time."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _out(conn: Conn, s: str, order_id: str) -> schemas.Order:
@@ -162,6 +172,37 @@ async def _out(conn: Conn, s: str, order_id: str) -> schemas.Order:
 async def get_order(pool: asyncpg.Pool, schema: str, order_id: str) -> schemas.Order:
     async with pool.acquire() as conn:
         return await _out(conn, quoted_schema(schema), order_id)
+
+
+async def list_orders(
+    pool: asyncpg.Pool,
+    schema: str,
+    *,
+    limit: int,
+    starting_after: str | None,
+    member_id: str | None,
+    status: str | None,
+    created_gte: datetime | None,
+    created_lt: datetime | None,
+) -> Page[schemas.Order]:
+    """Newest first (ids are time-ordered), each as `mall_order_json` renders it."""
+    s = quoted_schema(schema)
+    filters = {
+        "member_id = $": member_id,
+        "status = $": status,
+        "created_at >= $": created_gte,
+        "created_at < $": created_lt,
+        "id < $": starting_after,
+    }
+    given = [(sql, value) for sql, value in filters.items() if value is not None]
+    where = " AND ".join(f"{sql}{i}" for i, (sql, _) in enumerate(given, start=2)) or "true"
+    raw = await pool.fetchval(
+        f"SELECT coalesce(jsonb_agg({s}.mall_order_json(o.id) ORDER BY o.id DESC), '[]')::text"
+        f" FROM (SELECT id FROM {s}.orders WHERE {where} ORDER BY id DESC LIMIT $1) o",
+        limit + 1,
+        *(value for _, value in given),
+    )
+    return to_page(_orders.decode(raw), limit, lambda order: order, lambda order: order.id)
 
 
 # --- what happens to an order after it is placed -------------------------------------------

@@ -3,7 +3,7 @@ checkout. Orders live in `orders.py`."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, cast
 
 import asyncpg
 import msgspec
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import is_id, new_id
-from pointsmall.mall import models, schemas
+from pointsmall.mall import models, money, schemas
 from pointsmall.pagination import newest_first, to_page
 from pointsmall.rules.models import Tier
 from pointsmall.schemas import Page
@@ -25,21 +25,23 @@ def _product(row: models.Product) -> schemas.Product:
     return schemas.Product(
         id=row.id,
         name=row.name,
-        kind=row.kind,
+        kind=cast(schemas.ProductKind, row.kind),
         points_price=row.points_price,
-        cash_price=str(row.cash_price) if row.cash_price is not None else None,
+        cash_price=money.render_or_none(row.cash_price, row.currency),
         currency=row.currency,
         description=row.description,
         category=row.category,
         stock=row.stock,
         per_member_limit=row.per_member_limit,
         per_period_limit=row.per_period_limit,
-        limit_period=row.limit_period,
+        limit_period=cast(schemas.LimitPeriod | None, row.limit_period),
         tiers=row.tiers,
         available_from=row.available_from,
         available_until=row.available_until,
         images=row.images,
-        status=row.status,
+        status=cast(schemas.ProductStatus, row.status),
+        coupon_value=money.render_or_none(row.coupon_value, row.currency),
+        coupon_valid_days=row.coupon_valid_days,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -49,15 +51,22 @@ def _invalid(field: str, message: str, code: str = "validation_error") -> Invali
     return InvalidInput(message, code=code, errors=[FieldError(field=field, message=message)])
 
 
+def _conflict(field: str, message: str, code: str) -> Conflict:
+    """A body that is valid on its own but refused given the tenant's data (the product's
+    kind, its limits, the tenant's currency): 409. (One naming a category or tier that does
+    not exist is 404.)"""
+    return Conflict(message, code=code, errors=[FieldError(field=field, message=message)])
+
+
 async def _check_tiers(session: AsyncSession, tiers: list[str] | None) -> None:
-    """A product for a tier that does not exist could never be ordered: refuse it."""
+    """A product for a tier that does not exist could never be ordered: refuse it (404)."""
     if not tiers:
         return
     known = set((await session.scalars(select(Tier.key))).all())
     unknown = [key for key in dict.fromkeys(tiers) if key not in known]
     if unknown:
         message = f"no such tier: {', '.join(unknown)}"
-        raise InvalidInput(
+        raise NotFound(
             f"Unknown tiers: {', '.join(unknown)}; the tenant's tiers are:"
             f" {', '.join(sorted(known)) or 'none'}.",
             code="unknown_tier",
@@ -65,31 +74,78 @@ async def _check_tiers(session: AsyncSession, tiers: list[str] | None) -> None:
         )
 
 
-async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> schemas.Product:
-    settings = await session.get_one(TenantSettings, 1)
-    if data.category is not None and await session.get(models.Category, data.category) is None:
-        raise _invalid("category", "no such category", code="unknown_category")
+async def _check_category(session: AsyncSession, category: str | None, field: str) -> None:
+    """A body naming a category that does not exist is 404, as an order naming an unknown
+    member or product is."""
+    if category is not None and await session.get(models.Category, category) is None:
+        message = f"no such category: {category}"
+        raise NotFound(
+            message, code="unknown_category", errors=[FieldError(field=field, message=message)]
+        )
+
+
+def _check_create_rules(data: schemas.ProductCreate) -> None:
+    """What the fields cannot say each on its own (schemas.PRODUCT_CREATE_RULES, which puts
+    the same rules in the document)."""
     if data.kind == "virtual" and data.stock is not None:
         raise _invalid("stock", "a virtual product's stock is its uploaded codes")
-    if data.cash_price is not None and data.currency not in (None, settings.currency):
-        raise _invalid(
-            "currency",
-            f"a cash part is in the tenant's currency, {settings.currency}",
-            code="currency_mismatch",
-        )
-    if (data.per_period_limit is None) != (data.limit_period is None):
-        raise _invalid("limit_period", "give per_period_limit and limit_period together")
     if data.kind == "coupon" and data.coupon_valid_days is None:
         raise _invalid("coupon_valid_days", "required for coupons")
+    if data.kind != "coupon":
+        for field in ("coupon_value", "coupon_valid_days"):
+            if getattr(data, field) is not None:
+                raise _invalid(field, "only coupons have it")
+    if data.per_period_limit is not None and data.limit_period is None:
+        raise _invalid("limit_period", "give per_period_limit and limit_period together")
+    if data.limit_period is not None and data.per_period_limit is None:
+        raise _invalid("per_period_limit", "give per_period_limit and limit_period together")
+
+
+def _check_money(row: models.Product, tenant_currency: str, changed: set[str]) -> None:
+    """A cash part is in the tenant's currency; no amount has digits its currency lacks."""
+    if not changed & {"cash_price", "coupon_value", "currency"}:
+        return
+    if row.cash_price is not None and row.currency != tenant_currency:
+        raise _conflict(
+            "currency",
+            f"a cash part is in the tenant's currency, {tenant_currency}",
+            "currency_mismatch",
+        )
+    currency = row.currency or tenant_currency
+    for field in ("cash_price", "coupon_value"):
+        amount: Decimal | None = getattr(row, field)
+        if amount is not None and not money.fits(amount, currency):
+            digits = money.minor_digits(currency)
+            raise _conflict(
+                field,
+                f"{currency} has {digits} minor-unit digit{'s' if digits != 1 else ''}:"
+                f" {money.render(amount, currency)} would be rounded",
+                "amount_precision",
+            )
+
+
+def _apply(row: models.Product, fields: dict[str, Any], tenant_currency: str) -> None:
+    for field, value in fields.items():
+        if field in ("cash_price", "coupon_value") and value is not None:
+            value = Decimal(value)
+        elif field in ("available_from", "available_until") and value is not None:
+            value = money.utc(value)
+        setattr(row, field, value)
+    if (row.cash_price is not None or row.coupon_value is not None) and row.currency is None:
+        row.currency = tenant_currency  # money without a currency is in the tenant's
+
+
+async def create_product(session: AsyncSession, data: schemas.ProductCreate) -> schemas.Product:
+    _check_create_rules(data)
+    settings = await session.get_one(TenantSettings, 1)
+    await _check_category(session, data.category, "category")
     await _check_tiers(session, data.tiers)
     fields = msgspec.structs.asdict(data)
-    fields["coupon_value"] = Decimal(data.coupon_value) if data.coupon_value else None
-    fields["cash_price"] = Decimal(data.cash_price) if data.cash_price else None
-    if data.cash_price or data.coupon_value:
-        fields["currency"] = data.currency or settings.currency
     if data.kind == "virtual":
         fields["stock"] = 0
-    row = models.Product(id=new_id("prod"), **fields)
+    row = models.Product(id=new_id("prod"))
+    _apply(row, fields, settings.currency)
+    _check_money(row, settings.currency, set(fields))
     session.add(row)
     await session.flush()
     await session.refresh(row)
@@ -110,14 +166,29 @@ async def get_product(session: AsyncSession, product_id: str) -> schemas.Product
 async def update_product(
     session: AsyncSession, product_id: str, data: schemas.ProductUpdate
 ) -> schemas.Product:
+    """Every field POST takes but `kind`, checked against the product as it will be."""
     row = await _get(session, product_id)
-    if row.kind == "virtual" and data.stock is not msgspec.UNSET:
-        raise _invalid("stock", "a virtual product's stock is its uploaded codes")
-    if isinstance(data.tiers, list):
-        await _check_tiers(session, data.tiers)
-    for field, value in msgspec.structs.asdict(data).items():
-        if value is not msgspec.UNSET:
-            setattr(row, field, value)
+    fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+    if row.kind == "virtual" and "stock" in fields:
+        raise _conflict("stock", "a virtual product's stock is its uploaded codes", "kind_mismatch")
+    if row.kind != "coupon":
+        for field in ("coupon_value", "coupon_valid_days"):
+            if fields.get(field) is not None:
+                raise _conflict(field, f"only coupons have it; this is {row.kind}", "kind_mismatch")
+    if "category" in fields:
+        await _check_category(session, fields["category"], "category")
+    if "tiers" in fields:
+        await _check_tiers(session, fields["tiers"])
+    settings = await session.get_one(TenantSettings, 1)
+    _apply(row, fields, settings.currency)
+    if (row.per_period_limit is None) != (row.limit_period is None):
+        missing = "limit_period" if row.limit_period is None else "per_period_limit"
+        raise _conflict(
+            missing,
+            "per_period_limit and limit_period go together",
+            "period_limit_incomplete",
+        )
+    _check_money(row, settings.currency, set(fields))
     await session.flush()
     await session.refresh(row)
     return _product(row)
@@ -163,7 +234,7 @@ async def add_codes(
     """Add codes to a virtual product's pool; a code it already has is skipped."""
     row = await _get(session, product_id)
     if row.kind != "virtual":
-        raise _invalid("product_id", "codes belong to virtual products", code="not_virtual")
+        raise _conflict("product_id", "codes belong to virtual products", "not_virtual")
     added = (
         await session.scalars(
             pg_insert(models.VirtualCode)
@@ -202,8 +273,7 @@ async def _get_category(session: AsyncSession, category_id: str) -> models.Categ
 
 
 async def create_category(session: AsyncSession, data: schemas.CategoryCreate) -> schemas.Category:
-    if data.parent_id is not None and await session.get(models.Category, data.parent_id) is None:
-        raise _invalid("parent_id", "no such category", code="unknown_category")
+    await _check_category(session, data.parent_id, "parent_id")
     row = models.Category(id=new_id("cat"), **msgspec.structs.asdict(data))
     session.add(row)
     await session.flush()
@@ -220,10 +290,11 @@ async def update_category(
 ) -> schemas.Category:
     row = await _get_category(session, category_id)
     if isinstance(data.parent_id, str):
+        await _check_category(session, data.parent_id, "parent_id")
         parent: str | None = data.parent_id
         while parent is not None:  # a category may not sit under itself
             if parent == category_id:
-                raise _invalid("parent_id", "a category cannot sit under itself")
+                raise _conflict("parent_id", "a category cannot sit under itself", "category_cycle")
             parent = (await _get_category(session, parent)).parent_id
     for field, value in msgspec.structs.asdict(data).items():
         if value is not msgspec.UNSET:
@@ -262,7 +333,7 @@ def _coupon(row: asyncpg.Record, now: datetime) -> schemas.CouponOut:
         status=status,
         product_id=row["product_id"],
         member_id=row["member_id"],
-        value=str(row["value"]) if row["value"] is not None else None,
+        value=money.render_or_none(row["value"], row["currency"]),
         currency=row["currency"],
         expires_at=row["expires_at"],
         redeemed_at=row["redeemed_at"],
