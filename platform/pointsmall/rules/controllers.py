@@ -53,12 +53,12 @@ class RuleController(Controller):
         """Rules, newest first; deleted rules are not listed."""
         return await services.list_rules(session, limit, starting_after, status)
 
-    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 422))
+    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 404, 422))
     async def create_rule(
         self, session: Session, data: JSONBody[schemas.RuleCreate]
     ) -> schemas.RuleOut:
-        """A rule; its condition is compiled now (a bad one is a 422 with CEL's message), a
-        point type that does not exist is a 422."""
+        """A rule; its condition is compiled now (a bad one is a 422 with CEL's message); a
+        point type that does not exist is a 404."""
         return await services.create_rule(session, data)
 
     @get(
