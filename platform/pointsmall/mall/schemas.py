@@ -127,7 +127,7 @@ class Category(msgspec.Struct):
     position: Annotated[int, meta("Sort position among its siblings.")]
     created_at: Annotated[datetime, meta("When it was created (UTC).")]
     updated_at: Annotated[datetime, meta("When it last changed (UTC).")]
-    object: Annotated[Literal["category"], meta("Always `category`.")] = "category"
+    object: Annotated[Literal["category"], meta("Always `category`.")]
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -245,7 +245,7 @@ class Product(msgspec.Struct):
     coupon_valid_days: Annotated[int | None, meta("Days a coupon stays valid; else null.")]
     created_at: Annotated[datetime, meta("When it was created (UTC).")]
     updated_at: Annotated[datetime, meta("When it last changed (UTC).")]
-    object: Annotated[Literal["product"], meta("Always `product`.")] = "product"
+    object: Annotated[Literal["product"], meta("Always `product`.")]
 
 
 class OrderLineIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -308,7 +308,7 @@ class OrderLine(msgspec.Struct):
     ]
     cash: Annotated[
         str | None, meta("The line's own cash part, in the order's currency; else null.")
-    ] = None
+    ]
 
 
 class PaymentOut(msgspec.Struct):
@@ -316,14 +316,10 @@ class PaymentOut(msgspec.Struct):
     status: Annotated[
         Literal["pending", "succeeded", "failed", "refunded"], meta("The payment's state.")
     ]
-    payment_id: Annotated[
-        str | None, meta("The provider's payment id (confirm-payment takes it).")
-    ] = None
-    redirect_url: Annotated[
-        str | None, meta("Where the member pays, if the provider has a page.")
-    ] = None
-    expires_at: Annotated[datetime | None, meta("When the payment window closes (UTC).")] = None
-    refund_id: Annotated[str | None, meta("The provider's refund id, once refunded.")] = None
+    payment_id: Annotated[str | None, meta("The provider's payment id (confirm-payment takes it).")]
+    redirect_url: Annotated[str | None, meta("Where the member pays, if the provider has a page.")]
+    expires_at: Annotated[datetime | None, meta("When the payment window closes (UTC).")]
+    refund_id: Annotated[str | None, meta("The provider's refund id, once refunded.")]
 
 
 class ConfirmPayment(msgspec.Struct, forbid_unknown_fields=True):
@@ -381,34 +377,26 @@ class Order(msgspec.Struct):
         str | None, meta("The ledger's spend transaction; null: no points.")
     ]
     created_at: Annotated[datetime, meta("When it was placed (UTC).")]
-    coupons: Annotated[list[str], meta("Coupon codes issued by it.")] = msgspec.field(
-        default_factory=list
-    )
-    codes: Annotated[list[str], meta("Virtual codes the member may use.")] = msgspec.field(
-        default_factory=list
-    )
+    coupons: Annotated[list[str], meta("Coupon codes issued by it.")]
+    codes: Annotated[list[str], meta("Virtual codes the member may use.")]
     virtual_codes: Annotated[
         list[VirtualCodeOut], meta("Every virtual code shown, with its status.")
-    ] = msgspec.field(default_factory=list)
+    ]
     cash: Annotated[
         str | None, meta("The cash part, with the currency's minor-unit digits; null: none.")
-    ] = None
-    currency: Annotated[str | None, meta("ISO 4217 currency of the cash part; null: none.")] = None
-    points_total: Annotated[int, meta("The points price of all lines, before the split.")] = 0
-    payment: Annotated[PaymentOut | None, meta("The cash payment; null: paid in points only.")] = (
-        None
-    )
+    ]
+    currency: Annotated[str | None, meta("ISO 4217 currency of the cash part; null: none.")]
+    points_total: Annotated[int, meta("The points price of all lines, before the split.")]
+    payment: Annotated[PaymentOut | None, meta("The cash payment; null: paid in points only.")]
     status_reason: Annotated[
         Literal["requested", "payment_timeout", "payment_failed"] | None,
         meta("Why it was cancelled; else null."),
-    ] = None
+    ]
     refund_transaction: Annotated[
         str | None, meta("The ledger's reversal of the spend, once given back.")
-    ] = None
-    shipping_address: Annotated[
-        dict[str, Any] | None, meta("Where to ship, as sent; null: none.")
-    ] = None
-    object: Annotated[Literal["order"], meta("Always `order`.")] = "order"
+    ]
+    shipping_address: Annotated[dict[str, Any] | None, meta("Where to ship, as sent; null: none.")]
+    object: Annotated[Literal["order"], meta("Always `order`.")]
 
 
 class CouponOut(msgspec.Struct):
@@ -425,7 +413,7 @@ class CouponOut(msgspec.Struct):
     currency: Annotated[str | None, meta("ISO 4217 currency of value.")]
     expires_at: Annotated[datetime, meta("When it expires (UTC).")]
     redeemed_at: Annotated[datetime | None, meta("When it was redeemed (UTC); null: not yet.")]
-    object: Annotated[Literal["coupon"], meta("Always `coupon`.")] = "coupon"
+    object: Annotated[Literal["coupon"], meta("Always `coupon`.")]
 
 
 class CouponRedeem(msgspec.Struct, forbid_unknown_fields=True):

@@ -44,6 +44,7 @@ def _product(row: models.Product) -> schemas.Product:
         coupon_valid_days=row.coupon_valid_days,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        object="product",
     )
 
 
@@ -262,6 +263,7 @@ def _category(row: models.Category) -> schemas.Category:
         position=row.position,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        object="category",
     )
 
 
@@ -337,6 +339,7 @@ def _coupon(row: asyncpg.Record, now: datetime) -> schemas.CouponOut:
         currency=row["currency"],
         expires_at=row["expires_at"],
         redeemed_at=row["redeemed_at"],
+        object="coupon",
     )
 
 

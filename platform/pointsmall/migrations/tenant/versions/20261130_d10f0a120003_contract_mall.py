@@ -2,7 +2,8 @@
 
 `mall_minor_digits` knows the ISO 4217 currencies with 4 minor units (CLF, UYW), as the API's
 table does (`pointsmall.mall.money`); `mall_money` already writes exactly the currency's
-digits. `mall_order_json` shows `shipping_address`. `mall_place_order`'s refusals of a
+digits. `mall_order_json` shows `shipping_address`, and every key of `payment` (null when
+the provider gave none). `mall_place_order`'s refusals of a
 valid body that the prices or the tenant's share refuse (`invalid_split`,
 `points_share_exceeded`, `inexact_split`, `cash_mismatch`) are 409 (they were 422).
 
@@ -80,7 +81,11 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $fn$
              ELSE '[]'::jsonb END,
     'cash', CASE WHEN o.cash IS NOT NULL THEN mall_money(o.cash, o.currency) END,
     'currency', o.currency,
-    'payment', o.payment,
+    -- Every key of the payment, null when the provider gave none (yet).
+    'payment', CASE WHEN o.payment IS NOT NULL THEN jsonb_build_object(
+        'provider', o.payment -> 'provider', 'status', o.payment -> 'status',
+        'payment_id', o.payment -> 'payment_id', 'redirect_url', o.payment -> 'redirect_url',
+        'expires_at', o.payment -> 'expires_at', 'refund_id', o.payment -> 'refund_id') END,
     'status_reason', o.status_reason,
     'refund_transaction', o.refund_transaction,
     'shipping_address', o.shipping_address)
