@@ -198,13 +198,13 @@ async def test_settings_keep_cors_origins_in_canonical_form(tenants: Tenants) ->
                 "https://shop.example",
                 "https://shop.example:443",  # the default port: the same origin
                 "http://localhost:5173",
-                "https://[::1]:8443",
+                "https://127.0.0.1:8443",
                 "https://shop.example",
             ]
         },
     )
     assert response.status_code == 200, response.text
-    expected = ["http://localhost:5173", "https://[::1]:8443", "https://shop.example"]
+    expected = ["http://localhost:5173", "https://127.0.0.1:8443", "https://shop.example"]
     assert response.json()["cors_origins"] == expected
     assert (await a.http.get("/v1/settings")).json()["cors_origins"] == expected
     cleared = await a.http.patch("/v1/settings", json={"cors_origins": []})
@@ -223,6 +223,7 @@ async def test_settings_keep_cors_origins_in_canonical_form(tenants: Tenants) ->
         ["ftp://shop.example"],
         ["https://shop.example:99999"],
         ["https://user@shop.example"],
+        ["https://[::1]:8443"],
         [f"https://s{i}.example" for i in range(21)],
         "https://shop.example",
     ],
@@ -412,6 +413,10 @@ async def test_the_document_describes_these_routes(client: httpx.AsyncClient) ->
     settings_out = schemas["ProgramSettings"]
     assert {"name", "cors_origins"} <= set(settings_out["required"])
     update = schemas["ProgramSettingsUpdate"]["properties"]
+    zones = re.compile(update["timezone"]["pattern"])  # exactly the names the server takes
+    assert zones.match("Asia/Shanghai") and zones.match("UTC") and zones.match("Etc/GMT+8")
+    assert not zones.match("Mars/Olympus") and not zones.match("Asia")
+    assert schemas["SignupCreate"]["properties"]["timezone"]["pattern"] == zones.pattern
     assert update["cors_origins"]["maxItems"] == 20
     assert update["cors_origins"]["items"]["pattern"].startswith("^https?://")
     assert update["name"]["maxLength"] == 200

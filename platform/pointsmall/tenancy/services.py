@@ -4,8 +4,6 @@ import asyncio
 import re
 import secrets
 import unicodedata
-import zoneinfo
-from functools import cache
 
 from argon2 import PasswordHasher
 from sqlalchemy import delete, func, insert, select
@@ -19,21 +17,13 @@ from pointsmall.errors import Conflict, FieldError, InvalidInput
 from pointsmall.ids import new_id
 from pointsmall.tenancy.models import SpareSchema, StaffUser, TenantSettings
 from pointsmall.tenancy.schemas import AdminOut, SignupCreate, SignupResult, TenantOut
+from pointsmall.tenancy.zone import known_time_zone
 from pointsmall_tenants import SchemaMigrations, schema_for_tenant
 
 RESERVED_SLUGS = frozenset(
     {"admin", "api", "app", "docs", "login", "oauth", "portal", "signup", "static", "status", "www"}
 )
 _hasher = PasswordHasher()
-
-
-@cache
-def _time_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-def known_time_zone(name: str) -> bool:
-    return name in _time_zones()
 
 
 def slug_from_name(name: str) -> str:
@@ -46,7 +36,7 @@ def _check(slug: str | None, time_zone: str) -> None:
     errors = []
     if slug in RESERVED_SLUGS:
         errors.append(FieldError(field="slug", message="this slug is reserved"))
-    if time_zone not in _time_zones():
+    if not known_time_zone(time_zone):
         errors.append(FieldError(field="timezone", message="not an IANA time zone"))
     if errors:
         raise InvalidInput("The request is invalid.", errors=errors)

@@ -25,7 +25,7 @@ from pointsmall.errors import Conflict, FieldError, InvalidInput, problem_respon
 from pointsmall.mall.models import Product
 from pointsmall.tenancy.models import TenantCorsOrigin, TenantSettings
 from pointsmall.tenancy.schemas import ProgramSettings, ProgramSettingsUpdate
-from pointsmall.tenancy.services import known_time_zone
+from pointsmall.tenancy.zone import known_time_zone
 
 AuthRequest = Request[Principal, str, Any]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -36,7 +36,7 @@ def canonical_origin(origin: str) -> str:
     """The origin as a browser sends it: a default port is left out."""
     scheme, _, authority = origin.partition("://")
     host, colon, port = authority.rpartition(":")
-    if colon and not authority.endswith("]") and int(port) == _DEFAULT_PORTS.get(scheme):
+    if colon and int(port) == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return origin
 
