@@ -153,7 +153,7 @@ class TenantClient:
 async def make_tenant(engine: AsyncEngine, base_url: str, name: str) -> TenantClient:
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         tenant = await provision(session, tenant_migrations(), name=name, slug=None)
-        key = await issue(session, tenant.id, ApiKeyCreate(name="test"))
+        key = await issue(session, tenant.id, ApiKeyCreate(name="test", mode="live"))
     schema = "t_" + tenant.id.split("_", 1)[1]
     http = httpx.AsyncClient(
         base_url=base_url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=30

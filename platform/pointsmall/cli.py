@@ -97,7 +97,7 @@ def _fast_event_loop() -> None:
 
 async def _migrate(settings: Settings, concurrency: int) -> None:
     from pointsmall.migrations import shared_migrations, tenant_migrations
-    from pointsmall.tenancy.services import all_schemas, spare_schemas
+    from pointsmall.tenancy.services import migration_schemas
     from pointsmall_tenants import FanOutFailed, create_pooled_engine
 
     engine = create_pooled_engine(
@@ -107,7 +107,7 @@ async def _migrate(settings: Settings, concurrency: int) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(shared_migrations().upgrade_fixed_schema, "shared")
         async with AsyncSession(engine) as session:
-            schemas = await all_schemas(session) + await spare_schemas(session)
+            schemas = await migration_schemas(session)
         try:
             report = await tenant_migrations().fan_out(engine, schemas, concurrency=concurrency)
         except FanOutFailed as failed:

@@ -89,6 +89,7 @@ def scheduled(job: Job) -> Job:
 
 
 async def _tenant_schemas(ctx: dict[str, Any]) -> list[str]:
+    """Every tenant schema: live ones and sandboxes (a sandbox's points expire too)."""
     async with AsyncSession(ctx["engine"]) as session:
         return await all_schemas(session)
 

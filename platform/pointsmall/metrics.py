@@ -57,7 +57,8 @@ class _Families(Collector):
 
 
 async def outbox_backlog(database_url: str) -> tuple[int, float]:
-    """Unpublished outbox events across tenants, and the age in seconds of the oldest.
+    """Unpublished outbox events across tenants (their sandboxes too), and the age in
+    seconds of the oldest.
 
     On a connection of its own without a statement cache: the chunks are large one-off
     statements that should not crowd the pools' caches. About 0.14 ms of database time a
@@ -65,7 +66,13 @@ async def outbox_backlog(database_url: str) -> tuple[int, float]:
     conn = await asyncpg.connect(libpq_url(database_url), statement_cache_size=0, timeout=5)
     try:
         tenants = f'"{TENANTS.schema}"."{TENANTS.name}"'
-        schemas = [r[0] for r in await conn.fetch(f"SELECT schema_name FROM {tenants}")]
+        schemas = [
+            r[0]
+            for r in await conn.fetch(
+                f"SELECT schema_name FROM {tenants} UNION ALL"  # live schemas and sandboxes
+                f" SELECT sandbox_schema FROM {tenants} WHERE sandbox_schema IS NOT NULL"
+            )
+        ]
         count, oldest = 0, 0.0
         for start in range(0, len(schemas), BACKLOG_CHUNK):
             parts = " UNION ALL ".join(

@@ -1,4 +1,4 @@
-"""Who is calling: the tenant and scopes a credential carries."""
+"""Who is calling: the tenant, mode and scopes a credential carries."""
 
 from dataclasses import dataclass
 
@@ -8,9 +8,10 @@ SCOPES = ("points:read", "points:write", "catalog:read", "catalog:write", "order
 @dataclass(frozen=True, slots=True)
 class Principal:
     tenant_id: str
-    schema: str
+    schema: str  # the live schema for a live key, the tenant's sandbox for a test key
     credential_id: str
     scopes: frozenset[str]
+    livemode: bool
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes

@@ -3,6 +3,9 @@
 A key is `pm_<mode>_<key id><secret>`: the key id (a ULID) finds the row by primary key,
 and the SHA-256 digest of the whole token is compared in constant time. The secret has
 190 bits of entropy, so a fast digest is safe where a password would need a slow hash.
+
+A live key acts on the tenant's schema, a test key on its sandbox: another schema, claimed
+from the spare pool the first time any of the tenant's test keys is used.
 """
 
 import hashlib
@@ -67,14 +70,24 @@ async def issue(session: AsyncSession, tenant_id: str, data: ApiKeyCreate) -> Ap
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
-    """The principal of a live key, or None (unknown, tampered, revoked or malformed)."""
+    """The principal of a working key, or None (unknown, tampered, revoked or malformed).
+
+    A test key's first use by its tenant claims the sandbox (a transaction of its own on
+    `conn`); every later use finds it in the registry row read here.
+    """
     match = _TOKEN_RE.fullmatch(token)
     if match is None:
         return None
     row = (
         await conn.execute(
             select(
-                ApiKey.digest, ApiKey.scopes, ApiKey.revoked_at, TENANTS.c.id, TENANTS.c.schema_name
+                ApiKey.digest,
+                ApiKey.scopes,
+                ApiKey.mode,
+                ApiKey.revoked_at,
+                TENANTS.c.id,
+                TENANTS.c.schema_name,
+                TENANTS.c.sandbox_schema,
             )
             .join(TENANTS, TENANTS.c.id == ApiKey.tenant_id)
             .where(ApiKey.id == f"key_{match.group(2)}")
@@ -84,12 +97,29 @@ async def authenticate(conn: AsyncConnection, token: str) -> Principal | None:
         return None
     if not hmac.compare_digest(row.digest, _digest(token)):
         return None
+    if match.group(1) != row.mode:  # the digest covers the prefix: cannot happen
+        return None
+    livemode = row.mode == "live"
+    schema = row.schema_name if livemode else row.sandbox_schema
+    if schema is None:
+        schema = await _claim_sandbox(conn, row.id)
     return Principal(
         tenant_id=row.id,
-        schema=row.schema_name,
+        schema=schema,
         credential_id=f"key_{match.group(2)}",
         scopes=frozenset(row.scopes),
+        livemode=livemode,
     )
+
+
+async def _claim_sandbox(conn: AsyncConnection, tenant_id: str) -> str:
+    # Imported here: signup (tenancy) issues keys, so tenancy imports this module.
+    from pointsmall.migrations import tenant_migrations
+    from pointsmall.tenancy.services import claim_sandbox
+
+    await conn.rollback()  # end the read; the claim is a transaction of its own
+    async with conn.begin():
+        return await claim_sandbox(conn, tenant_migrations(), tenant_id)
 
 
 class PrincipalCache:

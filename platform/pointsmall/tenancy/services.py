@@ -6,9 +6,9 @@ import secrets
 import unicodedata
 
 from argon2 import PasswordHasher
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CompoundSelect, delete, false, func, insert, select, true, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pointsmall.auth import services as api_keys
 from pointsmall.auth.schemas import ApiKeyCreate
@@ -85,7 +85,7 @@ async def provision(
     return TenantOut(id=tenant_id, slug=inserted, name=name)
 
 
-async def _claim_spare(session: AsyncSession) -> str | None:
+async def _claim_spare(session: AsyncSession | AsyncConnection) -> str | None:
     """Take one spare schema in this transaction (a rollback gives it back)."""
     oldest = (
         select(SpareSchema.tenant_id)
@@ -166,7 +166,64 @@ async def list_tenants(session: AsyncSession) -> list[TenantOut]:
     return [TenantOut(id=r.id, slug=r.slug, name=r.name) for r in rows]
 
 
-async def all_schemas(session: AsyncSession) -> list[str]:
-    return list(
-        (await session.scalars(select(TENANTS.c.schema_name).order_by(TENANTS.c.schema_name))).all()
+async def claim_sandbox(conn: AsyncConnection, migrations: SchemaMigrations, tenant_id: str) -> str:
+    """The tenant's sandbox schema (where its test keys act), claimed in the caller's
+    transaction if it has none yet: a spare schema (upgraded if a migration came since), or,
+    with none left, one provisioned here. Its settings start as a copy of the live ones.
+
+    The tenant's registry row is locked first, so concurrent first uses make one sandbox:
+    the others wait, then find it. (`NO KEY UPDATE`: issuing a key, whose foreign key takes
+    a key-share lock on the row, does not wait for a claim.)
+    """
+    row = (
+        await conn.execute(
+            select(TENANTS.c.schema_name, TENANTS.c.sandbox_schema)
+            .where(TENANTS.c.id == tenant_id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+        )
+    ).one()
+    if row.sandbox_schema is not None:
+        return str(row.sandbox_schema)
+    spare = await _claim_spare(conn)
+    schema = schema_for_tenant(spare or new_id("ten"))
+    if spare:
+        await migrations.upgrade(conn, schema)  # a no-op unless a migration came since
+    else:
+        await migrations.provision(conn, schema)
+    live = await conn.execution_options(schema_translate_map={None: row.schema_name})
+    columns = [c for c in TenantSettings.__table__.columns if c.name != "updated_at"]
+    settings = (await live.execute(select(*columns))).mappings().one()
+    sandbox = await conn.execution_options(schema_translate_map={None: schema})
+    await sandbox.execute(insert(TenantSettings).values(**settings))
+    await conn.execute(
+        update(TENANTS).where(TENANTS.c.id == tenant_id).values(sandbox_schema=schema)
     )
+    return schema
+
+
+def _tenant_schemas() -> CompoundSelect[str, str, bool]:
+    """(schema, tenant id, livemode) for every tenant schema: live ones and sandboxes."""
+    live = select(TENANTS.c.schema_name, TENANTS.c.id, true())
+    test = select(TENANTS.c.sandbox_schema, TENANTS.c.id, false()).where(
+        TENANTS.c.sandbox_schema.is_not(None)
+    )
+    return union_all(live, test)
+
+
+async def all_schemas(session: AsyncSession) -> list[str]:
+    """Every tenant's schemas: its live schema and, once it has one, its sandbox (what
+    migrations, sweeps and crons iterate). Spare schemas are not included."""
+    rows = await session.execute(_tenant_schemas())
+    return sorted(schema for schema, _, _ in rows.all())
+
+
+async def migration_schemas(session: AsyncSession) -> list[str]:
+    """What `pointsmall migrate` fans out over: every tenant's live schema and sandbox, and
+    the spare schemas."""
+    return await all_schemas(session) + await spare_schemas(session)
+
+
+async def schema_modes(session: AsyncSession) -> dict[str, tuple[str, bool]]:
+    """schema → (tenant id, livemode), for every tenant schema (live and sandbox)."""
+    rows = await session.execute(_tenant_schemas())
+    return {schema: (tenant, bool(live)) for schema, tenant, live in rows.all()}

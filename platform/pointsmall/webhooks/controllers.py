@@ -134,7 +134,7 @@ class WebhookEndpointController(Controller):
     ) -> Response[dict[str, str]]:
         """Send a `webhook.test` message to this endpoint now."""
         message_id, endpoint = await services.send_test(
-            session, request.user.tenant_id, endpoint_id
+            session, request.user.tenant_id, endpoint_id, livemode=request.user.livemode
         )
         _enqueue_after_commit(request, [(message_id, endpoint, 1)])
         return Response({"message_id": message_id}, status_code=202)

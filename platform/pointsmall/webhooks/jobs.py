@@ -11,15 +11,14 @@ from typing import Any
 import asyncpg
 from arq import Retry, func
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pointsmall.db import TENANTS
 from pointsmall.errors import is_unavailable
 from pointsmall.heartbeat import Heartbeat, pulse
 from pointsmall.hotpath import create_hot_pool, libpq_url
 from pointsmall.resilience import REDIS_DOWN, fast_redis, patient_redis, stop_waiting_when_done
 from pointsmall.settings import Settings
+from pointsmall.tenancy.services import schema_modes
 from pointsmall.webhooks import relay
 from pointsmall.webhooks.keys import secret_box
 from pointsmall_tenants import create_pooled_engine
@@ -98,7 +97,7 @@ class Relay:
         self.settings: Settings = ctx["settings"]
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
-        self.tenant_ids: dict[str, str] = {}
+        self.tenant_ids: dict[str, tuple[str, bool]] = {}  # schema → (tenant, livemode)
         self.first_attempts: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue(
             FIRST_ATTEMPT_QUEUE
         )
@@ -152,16 +151,17 @@ class Relay:
         self.dirty.add(str(schema))
         self.wake.set()
 
-    async def _tenant_ids(self) -> dict[str, str]:
+    async def _tenant_ids(self) -> dict[str, tuple[str, bool]]:
+        """Every tenant schema (live ones and sandboxes): its tenant and mode."""
         async with AsyncSession(self.ctx["engine"]) as session:
-            rows = await session.execute(select(TENANTS.c.schema_name, TENANTS.c.id))
-            self.tenant_ids = {schema: tenant for schema, tenant in rows.all()}
+            self.tenant_ids = await schema_modes(session)
         return self.tenant_ids
 
     async def relay(self, schema: str) -> int:
-        tenant_id = self.tenant_ids.get(schema) or (await self._tenant_ids()).get(schema)
-        if tenant_id is None:
+        known = self.tenant_ids.get(schema) or (await self._tenant_ids()).get(schema)
+        if known is None:
             return 0
+        tenant_id, livemode = known
         total = 0
         while True:
             async with self.ctx["hot_pool"].acquire() as conn:
@@ -170,6 +170,7 @@ class Relay:
                     schema,
                     tenant_id,
                     timedelta(seconds=self.settings.webhook_first_attempt_lease_seconds),
+                    livemode=livemode,
                 )
             await self.hand_over(schema, relayed.pairs)
             total += len(relayed.pairs)

@@ -34,17 +34,37 @@ def job_id(schema: str, message_id: str, endpoint_id: str, attempt: int) -> str:
 
 
 def message_body(
-    event_id: str, event_type: str, created_at: datetime, tenant_id: str, data: bytes
+    event_id: str,
+    event_type: str,
+    created_at: datetime,
+    tenant_id: str,
+    data: bytes,
+    *,
+    livemode: bool,
 ) -> str:
+    """`livemode`: the event happened in the tenant's live schema (false: its sandbox)."""
     return msgspec.json.encode(
         {
             "id": event_id,
             "type": event_type,
             "created_at": created_at.astimezone(UTC),
             "tenant_id": tenant_id,
+            "livemode": livemode,
             "data": msgspec.Raw(data),
         }
     ).decode()
+
+
+async def is_live(conn: Any, schema: str) -> bool:
+    """True if `schema` is a tenant's live schema, False if it is a sandbox (a round trip:
+    the worker looks it up once per pass, with the tenant ids, and passes it)."""
+    live: bool | None = await conn.fetchval(
+        "SELECT schema_name = $1 FROM shared.tenants WHERE $1 IN (schema_name, sandbox_schema)",
+        schema,
+    )
+    if live is None:
+        raise LookupError(f"no tenant has schema {schema}")
+    return live
 
 
 class Relayed(NamedTuple):
@@ -53,11 +73,19 @@ class Relayed(NamedTuple):
 
 
 async def relay_schema(
-    conn: Any, schema: str, tenant_id: str, lease: timedelta = timedelta(minutes=2)
+    conn: Any,
+    schema: str,
+    tenant_id: str,
+    lease: timedelta = timedelta(minutes=2),
+    *,
+    livemode: bool | None = None,
 ) -> Relayed:
     """Turn up to BATCH unpublished events into deliveries. A delivery is first due after
-    `lease`: the relaying worker attempts it meanwhile."""
+    `lease`: the relaying worker attempts it meanwhile. `livemode` (the schema is live, not
+    a sandbox) is looked up when not given."""
     s = quoted_schema(schema)
+    if livemode is None:
+        livemode = await is_live(conn, schema)
     async with conn.transaction():
         # Durable whatever the pool's default: a lost relay commit would send its events
         # again under new message ids.
@@ -85,6 +113,7 @@ async def relay_schema(
                 event["created_at"],
                 tenant_id,
                 event["payload"].encode(),
+                livemode=livemode,
             )
             messages.append((message_id, event["event_id"], event["type"], body))
             pairs += [(message_id, endpoint) for endpoint in targets]

@@ -297,13 +297,20 @@ async def retry_message(
     return [(r.message_id, r.endpoint_id, r.attempts + 1) for r in rows]
 
 
-async def send_test(session: AsyncSession, tenant_id: str, endpoint_id: str) -> tuple[str, str]:
+async def send_test(
+    session: AsyncSession, tenant_id: str, endpoint_id: str, *, livemode: bool
+) -> tuple[str, str]:
     """A `webhook.test` message for this endpoint alone (enabled or not: it is a test)."""
     await _row(session, endpoint_id)
     message_id, now = new_id("msg"), datetime.now(UTC)
     event_id = new_id("evt")
     body = relay.message_body(
-        event_id, "webhook.test", now, tenant_id, msgspec.json.encode({"endpoint_id": endpoint_id})
+        event_id,
+        "webhook.test",
+        now,
+        tenant_id,
+        msgspec.json.encode({"endpoint_id": endpoint_id}),
+        livemode=livemode,
     )
     await session.execute(
         insert(M).values(id=message_id, event_id=event_id, event_type="webhook.test", body=body)
