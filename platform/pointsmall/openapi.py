@@ -85,8 +85,30 @@ def _has_input(operation: dict[str, Any]) -> bool:
     )
 
 
+_NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul_in_strings(node: Any) -> None:
+    """Every string the server takes refuses U+0000 (PostgreSQL cannot hold it): say so on
+    each string schema that has no pattern, enum or format of its own."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(node):
+            node["pattern"] = _NO_NUL
+        for value in node.values():
+            _no_nul_in_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_nul_in_strings(value)
+
+
 def finish(schema: dict[str, Any]) -> None:
     """Complete the document in place (see the module's docstring)."""
+    _no_nul_in_strings(schema.get("components", {}))
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                _no_nul_in_strings(operation.get("parameters", []))
+                _no_nul_in_strings(operation.get("requestBody", {}))
     strict = _strict_structs()
     for name, component in schema.get("components", {}).get("schemas", {}).items():
         if name in strict and component.get("type") == "object":

@@ -29,11 +29,33 @@ MAX_DEPTH = 32
 
 
 @cache
-def _decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool] | None:
+def _decoder(handler: HTTPRouteHandler) -> tuple[msgspec.json.Decoder[Any], bool, Any] | None:
     field = handler.parsed_fn_signature.parameters.get("data")
     if field is None:
         return None
-    return msgspec.json.Decoder(field.annotation), field.is_optional
+    return msgspec.json.Decoder(field.annotation), field.is_optional, field.annotation
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """`1.0` as `1`: JSON has one number type, and JSON Schema counts 1.0 as an integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
+
+
+def _strictly(decoder: msgspec.json.Decoder[Any], annotation: Any, body: bytes) -> None:
+    """Decode strictly; an integral float where an integer belongs is still an integer (the
+    handler's own lax decoding makes it one)."""
+    try:
+        decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        if "got `float`" not in str(exc):
+            raise
+        msgspec.convert(_integral_floats_as_ints(msgspec.json.decode(body)), annotation)
 
 
 def _invalid(field: str, message: str) -> ValidationException:
@@ -78,7 +100,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     found = _decoder(request.route_handler)
     if found is None:
         return
-    decoder, optional = found
+    decoder, optional, annotation = found
     body = await request.body()
     if optional and not body:
         return
@@ -89,7 +111,7 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
             detail="Send the body as JSON with 'Content-Type: application/json'.",
         )
     try:
-        decoder.decode(body)
+        _strictly(decoder, annotation, body)
     except UnicodeDecodeError as exc:
         raise _invalid("body", "the body is not valid UTF-8") from exc
     except RecursionError as exc:
