@@ -10,7 +10,7 @@ from litestar.params import KwargDefinition
 
 from pointsmall.ledger.schemas import MAX_POINTS, MemberId
 from pointsmall.mall.money import Currency
-from pointsmall.schemas import Name
+from pointsmall.schemas import AttributeKey, Name
 
 
 def meta(
@@ -279,6 +279,35 @@ class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
     )
 
 
+# The shipping address is flat, like Stripe metadata (pointsmall.schemas.Attributes): the
+# document says so in full (the generator leaves out the keys' pattern and the values'
+# bounds).
+ADDRESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 50,
+    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"^[A-Za-z0-9_.:-]+$"},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": 500, "pattern": r"^[^\x00]*$"},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+        ]
+    },
+}
+# A NUL in a value is refused by the body check that runs after decoding (422 naming the
+# key), so the decoder's type leaves it to that check.
+Address = Annotated[
+    dict[AttributeKey, Annotated[str, msgspec.Meta(max_length=500)] | int | float | bool | None],
+    msgspec.Meta(max_length=50),
+]
+_ADDRESS = (
+    "Where to ship, kept and shown as sent: a flat object of at most 50 keys of 1 to 40 "
+    "characters (letters, digits, `_ . : -`), values strings of at most 500 characters, "
+    'numbers, booleans or null; e.g. `{"line1": "1 Harbour Rd", "city": "Hong Kong"}`.'
+)
+
+
 class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     member_id: Annotated[MemberId, meta("The member redeeming (`mem_…`); unknown: 404.")]
     lines: Annotated[
@@ -289,11 +318,10 @@ class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     )
     shipping_address: (
         Annotated[
-            dict[str, Any],
-            meta(
-                "Where to ship: a JSON object of at most 50 keys, kept and shown as sent.",
-                max_length=50,
-                openapi={"max_properties": 50},
+            Address,
+            msgspec.Meta(
+                description=_ADDRESS,
+                extra_json_schema={"extra": {"oneOf": [ADDRESS_SCHEMA, {"type": "null"}]}},
             ),
         ]
         | None
