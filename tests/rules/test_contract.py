@@ -489,7 +489,6 @@ async def test_patch_point_type_is_checked_as_on_create(tenants: Tenants) -> Non
         ({"expiry_policy": "fixed_date"}, "expiry_date"),
         ({"expiry_policy": "end_of_period"}, "expiry_period"),
         ({"pending_policy": "days"}, "pending_days"),
-        ({"expiry_days": None}, "expiry_days"),
         ({"expiry_days": -1}, "expiry_days"),
         ({"expiry_policy": "sometimes"}, "expiry_policy"),
         ({"key": "other"}, "body"),  # unknown field: the key is not changed
@@ -497,8 +496,25 @@ async def test_patch_point_type_is_checked_as_on_create(tenants: Tenants) -> Non
         response = await a.http.patch("/v1/point-types/roll", json=body)
         assert response.status_code == 422, (body, response.text)
         assert any(e["field"] == field for e in response.json()["errors"]), response.text
-    # Fields the new policy does not use are cleared: a rolling type's days do not become
-    # an end_of_period offset.
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"expiry_policy": "never", "expiry_days": 5}, 422),
+        ({"expiry_policy": "rolling", "expiry_days": 5, "expiry_period": "month"}, 422),
+        ({"pending_policy": "manual", "pending_days": 3}, 422),
+        # A policy's fields without the policy must fit the stored one.
+        ({"expiry_days": None}, 409),
+        ({"expiry_period": "year"}, 409),
+        ({"pending_days": 3}, 409),
+    ]
+    for body, status in cases:
+        response = await a.http.patch("/v1/point-types/roll", json=body)
+        assert response.status_code == status, (body, response.text)
+        if status == 409:
+            assert response.json()["code"] == "policy_mismatch"
+    assert (await a.http.patch("/v1/point-types/roll", json={"expiry_days": 7})).json()[
+        "expiry_days"
+    ] == 7
+    # A policy sent replaces the stored one with what the body gives: a rolling type's days
+    # do not become an end_of_period offset.
     moved = await a.http.patch(
         "/v1/point-types/roll", json={"expiry_policy": "end_of_period", "expiry_period": "month"}
     )
@@ -574,3 +590,31 @@ async def test_document_describes_these_routes(client: httpx.AsyncClient) -> Non
             tag = cls.__struct_config__.tag_field
             for field, spec in schemas[name]["properties"].items():
                 assert field == tag or spec.get("description"), f"{name}.{field}"
+
+
+async def test_event_times_are_checked_as_written(tenants: Tenants) -> None:
+    """The schema's pattern says 1970 or later as written; the server checks the same."""
+    a, _ = tenants
+    member = await _member(a, "old")
+    for occurred_at, status in (
+        ("1969-12-31T23:59:59Z", 422),
+        ("1969-12-31T20:00:00-05:00", 422),  # 1970 in UTC, but written in 1969
+        ("1970-01-01T08:00:00+14:00", 201),  # 1969 in UTC, written in 1970
+    ):
+        event = {"type": "custom.visit", "member_id": member, "occurred_at": occurred_at}
+        response = await a.http.post("/v1/events", json=event)
+        assert response.status_code == status, (occurred_at, response.text)
+    document = (await a.http.get("/schema/openapi.json")).json()
+    occurred = document["components"]["schemas"]["EventCreate"]["properties"]["occurred_at"]
+    assert occurred["pattern"] == "^(19[7-9][0-9]|[2-9][0-9]{3})-"
+
+
+async def test_rule_with_unknown_point_type_is_a_conflict(tenants: Tenants) -> None:
+    a, _ = tenants
+    rule = await a.http.post(
+        "/v1/rules", json={"name": "r", "trigger": "custom.visit", "effect": FIXED}
+    )
+    patched = await a.http.patch(f"/v1/rules/{rule.json()['id']}", json={"point_type": "nope"})
+    assert patched.status_code == 409 and patched.json()["code"] == "unknown_point_type"
+    # The rule is there (a 404 would say it is not).
+    assert (await a.http.get(f"/v1/rules/{rule.json()['id']}")).json()["point_type"] == "points"

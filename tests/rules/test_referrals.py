@@ -71,4 +71,4 @@ async def test_self_and_same_email_referrals_refused(tenants: Tenants) -> None:
         assert refused.status_code == 422, refused.text
         assert refused.json()["code"] == "invalid_referral"
     unknown = await _referral(a, twin["id"], "NOSUCHCD")
-    assert unknown.status_code == 422
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"

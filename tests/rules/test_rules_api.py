@@ -143,7 +143,7 @@ async def test_rule_needs_known_point_type(client: httpx.AsyncClient, tenants: T
         "/v1/rules",
         json={"name": "r", "trigger": "order.paid", "effect": FIXED, "point_type": "nope"},
     )
-    assert response.status_code == 404 and response.json()["detail"] == "No such point type."
+    assert response.status_code == 409 and response.json()["code"] == "unknown_point_type"
 
 
 async def test_per_item_effect_matches_sku_or_category(tenants: Tenants) -> None:

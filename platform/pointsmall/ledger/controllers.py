@@ -10,6 +10,7 @@ from pointsmall.deps import Session
 from pointsmall.errors import FieldError, InvalidInput, problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
 from pointsmall.ledger import schemas, services
+from pointsmall.ledger.document import with_body_rules
 from pointsmall.pagination import KeyCursor, Limit, StartingAfter
 from pointsmall.schemas import Page
 
@@ -202,23 +203,32 @@ class PointTypeController(Controller):
         """Point types in key order; `starting_after` is the last key of the previous page."""
         return await services.list_point_types(session, limit, starting_after)
 
-    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
+    @post(
+        "/",
+        guards=[requires("admin")],
+        operation_class=with_body_rules(schemas.POINT_TYPE_CREATE_RULES),
+        responses=problem_responses(401, 403, 409, 422),
+    )
     async def create_point_type(
         self, session: Session, data: JSONBody[schemas.PointTypeCreate]
     ) -> schemas.PointTypeOut:
         """A point type with its expiry and pending policies; 409 `point_type_exists`; 422
-        when a policy lacks the field it needs."""
+        when a policy lacks a field it needs or is given one it does not use (the rules are
+        in the body's schema)."""
         return await services.create_point_type(session, data)
 
     @patch(
         "/{key:str}",
         guards=[requires("admin")],
-        responses=problem_responses(401, 403, 404, 422),
+        operation_class=with_body_rules(schemas.POINT_TYPE_UPDATE_RULES),
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def update_point_type(
         self, session: Session, key: FromPath[str], data: JSONBody[schemas.PointTypeUpdate]
     ) -> schemas.PointTypeOut:
         """Change a point type's name, expiry or pending policy (the default `points` type
-        too), checked as on create. Credits from now on follow the new policy; points
-        already credited keep the expiry and availability they were given."""
+        too). A policy sent is checked as on create (422); a policy's fields sent without it
+        must fit the stored policy (409 `policy_mismatch`). Credits from now on follow the
+        new policy; points already credited keep the expiry and availability they were
+        given."""
         return await services.update_point_type(session, key, data)

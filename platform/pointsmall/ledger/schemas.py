@@ -3,6 +3,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from pointsmall.ledger import document
 from pointsmall.schemas import Name
 
 MAX_POINTS = 2**53  # the largest integer every JSON client reads exactly
@@ -145,12 +146,60 @@ _PENDING_DAYS = "Days an earn stays pending: `days` needs it."
 _NEGATIVE = "Whether reversing spent points may leave the member in debt."
 
 
+# What each expiry policy needs, and what it reads (end_of_period adds expiry_days).
+EXPIRY_FIELDS = ("expiry_days", "expiry_date", "expiry_period")
+EXPIRY_NEEDS: dict[str, tuple[str, ...]] = {
+    "never": (),
+    "rolling": ("expiry_days",),
+    "fixed_date": ("expiry_date",),
+    "end_of_period": ("expiry_period",),
+}
+EXPIRY_USES: dict[str, tuple[str, ...]] = {
+    "never": (),
+    "rolling": ("expiry_days",),
+    "fixed_date": ("expiry_date",),
+    "end_of_period": ("expiry_period", "expiry_days"),
+}
+
+
+def _policy_rules(*, update: bool) -> list[document.Rule]:
+    """The rules between a point type's fields, as the services check them: a policy's
+    fields are given when it needs them and left out (or null) when it does not use them.
+    On create a policy left out is its default; on update the rules bind only a policy
+    that is sent."""
+    rules: list[document.Rule] = []
+    for policy, uses in EXPIRY_USES.items():
+        default = not update and policy == "never"
+        then = document.all_of(
+            *(document.given(name) for name in EXPIRY_NEEDS[policy]),
+            document.absent(*(name for name in EXPIRY_FIELDS if name not in uses)),
+        )
+        rules.append(
+            {"if": document.is_value("expiry_policy", policy, or_absent=default), "then": then}
+        )
+    otherwise = document.absent("pending_days")
+    rules.append(
+        {
+            "if": document.is_value("pending_policy", "days"),
+            "then": document.given("pending_days"),
+            "else": {"if": {"required": ["pending_policy"]}, "then": otherwise}
+            if update
+            else otherwise,
+        }
+    )
+    return rules
+
+
+POINT_TYPE_CREATE_RULES = _policy_rules(update=False)
+POINT_TYPE_UPDATE_RULES = _policy_rules(update=True)
+
+
 class PointTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Expiry: `never`; `rolling` (expiry_days after earning); `fixed_date` (expiry_date);
     `end_of_period` (end of the expiry_period containing earning + expiry_days, in the
     tenant's time zone). Pending: `immediate`; `days` (pending_days); `manual` (until
-    released through POST /v1/transactions/{id}/release). Fields a policy does not use are
-    stored as null. A policy without what it needs is a 422."""
+    released through POST /v1/transactions/{id}/release). A policy without a field it needs,
+    or with one it does not use, is a 422."""
 
     key: Annotated[PointTypeKey, meta("The type's key: lower case, digits, `_`.")]
     name: Annotated[Name, meta("The type's name, shown to people.")]
@@ -164,9 +213,12 @@ class PointTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Only the fields sent change; the result is checked as on create. The policies apply
-    to credits from now on: points already credited keep the expiry and availability they
-    were given (a lot pending under `manual` still needs its release)."""
+    """Only the fields sent change. Sending `expiry_policy` (or `pending_policy`) replaces
+    that policy with what the body gives, checked as on create (422); sending only a
+    policy's fields changes them on the stored policy (409 `policy_mismatch` when they do
+    not fit it). Policies apply to credits from now on: points already credited keep the
+    expiry and availability they were given (a lot pending under `manual` still needs its
+    release)."""
 
     name: Annotated[Name, meta("The type's name, shown to people.")] | msgspec.UnsetType = (
         msgspec.UNSET

@@ -348,47 +348,38 @@ def _point_type(row: models.PointType) -> schemas.PointTypeOut:
     )
 
 
-# What each policy reads; the other policy fields are stored as null, so a field left from
-# an earlier policy never changes what a later one means (end_of_period adds expiry_days).
-_EXPIRY_NEEDS = {
-    "never": (),
-    "rolling": ("expiry_days",),
-    "fixed_date": ("expiry_date",),
-    "end_of_period": ("expiry_period",),
-}
-_EXPIRY_USES = {
-    "never": (),
-    "rolling": ("expiry_days",),
-    "fixed_date": ("expiry_date",),
-    "end_of_period": ("expiry_period", "expiry_days"),
-}
-
-
-def _policies(values: dict[str, Any]) -> dict[str, Any]:
-    """Check that each policy has what it needs (422 naming what is missing), and null the
-    fields it does not use."""
-    expiry, pending = values["expiry_policy"], values["pending_policy"]
-    errors = [
-        FieldError(field=name, message=f"required for expiry_policy {expiry}")
-        for name in _EXPIRY_NEEDS[expiry]
+def _expiry_problems(policy: str, values: dict[str, Any]) -> list[FieldError]:
+    """What is wrong with an expiry policy's fields: one it needs is missing, or one it
+    does not use is given (a `never` type with expiry_days would be a silent mistake)."""
+    uses = schemas.EXPIRY_USES[policy]
+    return [
+        FieldError(field=name, message=f"required for expiry_policy {policy}")
+        for name in schemas.EXPIRY_NEEDS[policy]
         if values.get(name) is None
+    ] + [
+        FieldError(field=name, message=f"does not apply to expiry_policy {policy}")
+        for name in schemas.EXPIRY_FIELDS
+        if name not in uses and values.get(name) is not None
     ]
-    if pending == "days" and values.get("pending_days") is None:
-        errors.append(FieldError(field="pending_days", message="required for pending_policy days"))
-    if errors:
-        raise InvalidInput("The request is invalid.", errors=errors)
-    for name in ("expiry_days", "expiry_date", "expiry_period"):
-        if name not in _EXPIRY_USES[expiry]:
-            values[name] = None
-    if pending != "days":
-        values["pending_days"] = None
-    return values
+
+
+def _pending_problems(policy: str, days: int | None) -> list[FieldError]:
+    if policy == "days" and days is None:
+        return [FieldError(field="pending_days", message="required for pending_policy days")]
+    if policy != "days" and days is not None:
+        message = f"does not apply to pending_policy {policy}"
+        return [FieldError(field="pending_days", message=message)]
+    return []
 
 
 async def create_point_type(
     session: AsyncSession, data: schemas.PointTypeCreate
 ) -> schemas.PointTypeOut:
-    values = _policies(msgspec.structs.asdict(data))
+    values = msgspec.structs.asdict(data)
+    errors = _expiry_problems(data.expiry_policy, values)
+    errors += _pending_problems(data.pending_policy, data.pending_days)
+    if errors:
+        raise InvalidInput("The request is invalid.", errors=errors)
     row = (
         await session.scalars(
             pg_insert(models.PointType)
@@ -405,34 +396,41 @@ async def create_point_type(
 async def update_point_type(
     session: AsyncSession, key: str, data: schemas.PointTypeUpdate
 ) -> schemas.PointTypeOut:
-    """Change a point type's name or policies (the default `points` type too). Credits from
-    now on follow them; lots already credited keep their expiry and availability."""
+    """Change a point type's name or policies (the default `points` type too). Sending a
+    policy replaces it with what the body says (422 as on create); sending only a policy's
+    fields changes them on the stored policy (409 `policy_mismatch` when they do not fit
+    it). Credits from now on follow the type; lots already credited keep their expiry and
+    availability."""
     row = await session.get(models.PointType, key, with_for_update=True)
     if row is None:
         raise NotFound("No such point type.")
     sent = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-    current = {name: getattr(row, name) for name in _POLICY_FIELDS}
-    # A new policy starts from what is sent: the old one's settings do not carry over (a
-    # rolling type's 90 days would become an end_of_period offset).
-    if sent.get("expiry_policy", row.expiry_policy) != row.expiry_policy:
-        current.update(expiry_days=None, expiry_date=None, expiry_period=None)
-    if sent.get("pending_policy", row.pending_policy) != row.pending_policy:
-        current["pending_days"] = None
-    for name, value in _policies({**current, **sent}).items():
-        setattr(row, name, value)  # the name too, when sent
+    invalid: list[FieldError] = []
+    mismatched: list[FieldError] = []
+    if "expiry_policy" in sent:
+        expiry = {name: sent.get(name) for name in schemas.EXPIRY_FIELDS}
+        invalid += _expiry_problems(sent["expiry_policy"], expiry)
+    else:
+        expiry = {name: sent.get(name, getattr(row, name)) for name in schemas.EXPIRY_FIELDS}
+        mismatched += _expiry_problems(row.expiry_policy, expiry)
+    if "pending_policy" in sent:
+        pending_days = sent.get("pending_days")
+        invalid += _pending_problems(sent["pending_policy"], pending_days)
+    else:
+        pending_days = sent.get("pending_days", row.pending_days)
+        mismatched += _pending_problems(row.pending_policy, pending_days)
+    if invalid:
+        raise InvalidInput("The request is invalid.", errors=invalid)
+    if mismatched:
+        raise Conflict(
+            "The fields do not fit the point type's policy; send the policy with them.",
+            code="policy_mismatch",
+            errors=mismatched,
+        )
+    for name, value in {**sent, **expiry, "pending_days": pending_days}.items():
+        setattr(row, name, value)
     await session.flush()
     return _point_type(row)
-
-
-_POLICY_FIELDS = (
-    "expiry_policy",
-    "expiry_days",
-    "expiry_date",
-    "expiry_period",
-    "pending_policy",
-    "pending_days",
-    "allow_negative",
-)
 
 
 async def list_point_types(

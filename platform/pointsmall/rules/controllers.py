@@ -10,6 +10,7 @@ from pointsmall.auth.principal import Principal
 from pointsmall.deps import Session
 from pointsmall.errors import problem_responses
 from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempotency
+from pointsmall.ledger.document import with_body_rules
 from pointsmall.pagination import KeyCursor, Limit, StartingAfter
 from pointsmall.rules import events, schemas, services
 from pointsmall.schemas import Page
@@ -53,12 +54,17 @@ class RuleController(Controller):
         """Rules, newest first; deleted rules are not listed."""
         return await services.list_rules(session, limit, starting_after, status)
 
-    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 404, 422))
+    @post(
+        "/",
+        operation_class=with_body_rules(schemas.RULE_RULES),
+        guards=[requires("admin")],
+        responses=problem_responses(401, 403, 409, 422),
+    )
     async def create_rule(
         self, session: Session, data: JSONBody[schemas.RuleCreate]
     ) -> schemas.RuleOut:
         """A rule; its condition is compiled now (a bad one is a 422 with CEL's message); a
-        point type that does not exist is a 404."""
+        point type that does not exist is a 409 `unknown_point_type`."""
         return await services.create_rule(session, data)
 
     @get(
@@ -73,13 +79,15 @@ class RuleController(Controller):
     @patch(
         "/{rule_id:str}",
         guards=[requires("admin")],
-        responses=problem_responses(401, 403, 404, 422),
+        operation_class=with_body_rules(schemas.RULE_RULES),
+        responses=problem_responses(401, 403, 404, 409, 422),
     )
     async def update_rule(
         self, session: Session, rule_id: FromPath[str], data: JSONBody[schemas.RuleUpdate]
     ) -> schemas.RuleOut:
         """Changing what the rule does makes a new version; credits keep naming the old one.
-        `status` switches it off and on (inactive rules are kept and listed)."""
+        `status` switches it off and on (inactive rules are kept and listed). A point type
+        that does not exist is a 409 `unknown_point_type`."""
         return await services.update_rule(session, rule_id, data)
 
     @delete(
@@ -98,6 +106,7 @@ class RuleController(Controller):
         "/simulate",
         status_code=200,
         guards=[requires("points:read")],
+        operation_class=with_body_rules(schemas.SIMULATE_RULES),
         responses=problem_responses(401, 403, 404, 422),
     )
     async def simulate(
@@ -115,6 +124,7 @@ class BacktestController(Controller):
         "/",
         status_code=200,
         guards=[requires("points:read")],
+        operation_class=with_body_rules(schemas.DRAFT_RULES),
         responses=problem_responses(401, 403, 422),
     )
     async def backtest(
@@ -143,6 +153,7 @@ class EventController(Controller):
         guards=[requires("points:write")],
         opt=NATIVE,
         status_code=201,
+        operation_class=with_body_rules(schemas.EVENT_RULES),
         responses=_REPLAY | problem_responses(401, 403, 404, 409, 422),
     )
     async def record(
@@ -165,6 +176,7 @@ class CheckInController(Controller):
         guards=[requires("points:write")],
         opt=NATIVE,
         status_code=201,
+        operation_class=with_body_rules([schemas.ONE_MEMBER]),
         responses=_REPLAY | problem_responses(401, 403, 404, 409, 422),
     )
     async def check_in(
@@ -194,7 +206,12 @@ class TierController(Controller):
         of the previous page (404 if no tier has it)."""
         return await services.list_tiers(session, limit, starting_after)
 
-    @post("/", guards=[requires("admin")], responses=problem_responses(401, 403, 409, 422))
+    @post(
+        "/",
+        guards=[requires("admin")],
+        operation_class=with_body_rules(schemas.TIER_RULES),
+        responses=problem_responses(401, 403, 409, 422),
+    )
     async def create_tier(
         self, session: Session, data: JSONBody[schemas.TierCreate]
     ) -> schemas.TierOut:

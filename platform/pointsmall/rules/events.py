@@ -133,12 +133,15 @@ def _event_view(data: schemas.EventCreate) -> dict[str, Any]:
 
 # A client clock this far ahead is a clock; further is an event that has not happened.
 FUTURE_SKEW = timedelta(minutes=5)
-# Events before it are typos (year 1 does not even fit local dates west of UTC).
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# Events written before 1970 are typos (year 1 does not even fit local dates west of UTC).
+EARLIEST_YEAR = 1970
 
 
 def _reference(value: Any) -> str | None:
-    """An order or refund id: a string of 1 to 128 characters, or an integer."""
+    """An order or refund id: a string of 1 to 128 characters, or an integer (`5.0` is the
+    integer 5, as JSON Schema reads it)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return value if isinstance(value, str) and 0 < len(value) <= 128 else None
@@ -147,8 +150,8 @@ def _reference(value: Any) -> str | None:
 def check_event(data: schemas.EventCreate, prefix: str = "") -> None:
     """What an event must be, recorded or simulated: not dated in the future (nor before
     1970), and an order event names its order (that is what deduplicates it)."""
-    if data.occurred_at < EARLIEST:
-        message = "must be 1970-01-01T00:00:00Z or later"
+    if data.occurred_at.year < EARLIEST_YEAR:  # as written, as the schema's pattern says
+        message = "must be in 1970 or later"
         raise InvalidInput(errors=[FieldError(field=f"{prefix}occurred_at", message=message)])
     if data.occurred_at > datetime.now(UTC) + FUTURE_SKEW:
         raise InvalidInput(
@@ -212,9 +215,7 @@ async def _referrer(
         f"SELECT id FROM {tenant.s}.members WHERE referral_code = $1", code.upper()
     )
     if referrer is None:
-        raise InvalidInput(
-            errors=[FieldError(field="data.referral_code", message="no member has this code")]
-        )
+        raise NotFound("No member has this referral code.")
     row = await tenant.member(
         schemas.EventCreate(type=data.type, occurred_at=data.occurred_at, member_id=referrer["id"]),
         lock=True,

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from pointsmall.ledger import document
 from pointsmall.ledger.schemas import (
     MAX_POINTS,
     AwareTime,
@@ -243,6 +244,15 @@ class RuleDeleted(msgspec.Struct):
 EventType = Trigger
 
 
+def _since_1970(description: str) -> msgspec.Meta:
+    """An event's time: written in 1970 or later (the server checks the year as written;
+    msgspec puts no pattern on a datetime, so the schema carries it by hand)."""
+    return msgspec.Meta(
+        description=description,
+        extra_json_schema={"extra": {"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-"}},
+    )
+
+
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give `member_id` or `member_external_id` (one of them: otherwise a 422). `order.*`
     events need `data.order_id` (a string of 1 to 128 characters or an integer), which
@@ -250,7 +260,7 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     may be at most 5 minutes ahead (422 `occurred_at_in_future`) and no earlier than 1970."""
 
     type: Annotated[EventType, meta("The event's type; rules with this trigger judge it.")]
-    occurred_at: Annotated[AwareTime, meta("When it happened, with an offset.")]
+    occurred_at: Annotated[AwareTime, _since_1970("When it happened, with an offset.")]
     member_id: Annotated[MemberId, meta("The member's id.")] | None = None
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
@@ -314,7 +324,7 @@ class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
     ) = None
-    occurred_at: Annotated[AwareTime, meta("When; now when left out.")] | None = None
+    occurred_at: Annotated[AwareTime, _since_1970("When; now when left out.")] | None = None
 
 
 TierKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -430,3 +440,61 @@ class BacktestOut(msgspec.Struct):
     truncated: Annotated[
         bool, meta("Whether judging stopped early (100,000 events or 10 seconds).")
     ]
+
+
+# --- what bodies' fields cannot say each on its own (see ledger.document) -------------------
+
+_REFERENCE = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]}
+# A per_item effect names a SKU, a category or both.
+PER_ITEM_RULE: document.Rule = {
+    "if": document.is_value("kind", "per_item"),
+    "then": {"anyOf": [document.given("sku"), document.given("category")]},
+}
+# Exactly one of the member's ids.
+ONE_MEMBER: document.Rule = {
+    "oneOf": [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("member_id", "member_external_id")
+    ]
+}
+
+
+def _data_needs(event_type: dict[str, Any], field: str, schema: dict[str, Any]) -> document.Rule:
+    return {
+        "if": {"required": ["type"], "properties": {"type": event_type}},
+        "then": {
+            "required": ["data"],
+            "properties": {"data": {"required": [field], "properties": {field: schema}}},
+        },
+    }
+
+
+EVENT_RULES: list[document.Rule] = [
+    ONE_MEMBER,
+    _data_needs({"pattern": r"^order\."}, "order_id", _REFERENCE),
+    {
+        "if": {
+            "required": ["type", "data"],
+            "properties": {
+                "type": {"const": "order.refunded"},
+                "data": {"required": ["refund_id"]},
+            },
+        },
+        "then": {"properties": {"data": {"properties": {"refund_id": _REFERENCE}}}},
+    },
+    _data_needs({"const": "referral.completed"}, "referral_code", {"type": "string"}),
+]
+RULE_RULES: list[document.Rule] = [{"properties": {"effect": PER_ITEM_RULE}}]
+DRAFT_RULES: list[document.Rule] = [
+    {"properties": {"draft": {"properties": {"effect": PER_ITEM_RULE}}}}
+]
+SIMULATE_RULES: list[document.Rule] = [
+    {"properties": {"event": {"allOf": EVENT_RULES}}},
+    *DRAFT_RULES,
+]
+TIER_RULES: list[document.Rule] = [
+    {
+        "if": document.is_value("window_kind", "rolling_days", or_absent=True),
+        "then": {"properties": {"window_days": {"not": {"type": "null"}}}},
+    }
+]

@@ -57,7 +57,9 @@ def _out(rule: models.Rule, version: models.RuleVersion) -> schemas.RuleOut:
 
 async def _check_point_type(session: AsyncSession, key: str) -> None:
     if await session.get(PointType, key) is None:
-        raise NotFound("No such point type.")
+        raise Conflict(
+            f"There is no point type {key!r}; create it first.", code="unknown_point_type"
+        )
 
 
 def _version_row(rule_id: str, version: int, trigger: str, data: Any) -> models.RuleVersion:
