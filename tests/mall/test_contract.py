@@ -556,6 +556,26 @@ async def test_product_body_rules_in_the_document_are_the_servers(
     assert verdicts == {True, False}
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cash_price", "1.5\n"),
+        ("images", ["https://img.example/a.png\n"]),
+        ("category", "cat_01jz0000000000000000000000\n"),
+    ],
+)
+async def test_a_trailing_newline_does_not_pass_a_pattern(
+    tenants: Tenants, field: str, value: Any
+) -> None:
+    # The document's patterns are ECMA-262's, whose `$` is the end of the text; Python's
+    # also matches before a final newline, so the decoder's patterns end with `\Z`.
+    a, _ = tenants
+    body = {"name": "x", "kind": "physical", "points_price": 1, field: value}
+    refused = await a.http.post("/v1/products", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"].startswith(field), refused.text
+
+
 MALL_OPERATIONS = {
     ("get", "/v1/products"): {"401", "403", "422"},
     ("post", "/v1/products"): {"401", "403", "404", "409", "422"},

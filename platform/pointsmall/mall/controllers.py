@@ -16,6 +16,7 @@ from pointsmall.idempotency.middleware import NATIVE, REPLAYED_HEADER, Idempoten
 from pointsmall.ledger.schemas import MAX_POINTS
 from pointsmall.mall import orders, schemas, services
 from pointsmall.mall.money import utc
+from pointsmall.mall.schemas import exact
 from pointsmall.pagination import Limit, StartingAfter
 from pointsmall.schemas import Page
 
@@ -75,7 +76,8 @@ class ProductController(Controller):
             str | None,
             QueryParameter(
                 max_length=40,
-                pattern=r"^cat_[0-9a-z]{1,36}$",
+                pattern=exact(r"^cat_[0-9a-z]{1,36}$"),
+                schema_extra={"pattern": r"^cat_[0-9a-z]{1,36}$"},
                 description="Only products of this category (`cat_…`; not its subcategories).",
             ),
         ] = None,
@@ -259,7 +261,8 @@ class OrderController(Controller):
             str | None,
             QueryParameter(
                 max_length=40,
-                pattern=r"^mem_[0-9a-z]{1,36}$",
+                pattern=exact(r"^mem_[0-9a-z]{1,36}$"),
+                schema_extra={"pattern": r"^mem_[0-9a-z]{1,36}$"},
                 description="Only this member's orders (`mem_…`).",
             ),
         ] = None,

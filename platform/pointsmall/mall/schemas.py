@@ -13,15 +13,33 @@ from pointsmall.mall.money import Currency
 from pointsmall.schemas import AttributeKey, Name
 
 
+def exact(pattern: str) -> str:
+    """The decoder's form of a pattern the document gives: Python's `$` also matches before
+    a final newline (so `"1.5\\n"` passed `^...$`), ECMA-262's does not; `\\Z` is the
+    end in Python."""
+    return pattern.removesuffix("$") + r"\Z" if pattern.endswith("$") else pattern
+
+
+def pattern(document: str, **constraints: Any) -> msgspec.Meta:
+    """A string's pattern: `exact` for the decoder, as written for the document."""
+    return msgspec.Meta(
+        pattern=exact(document), extra_json_schema={"extra": {"pattern": document}}, **constraints
+    )
+
+
 def meta(
     description: str, *, openapi: dict[str, Any] | None = None, **constraints: Any
 ) -> msgspec.Meta:
     """A field's one-line description with its constraints. What the OpenAPI generator
     would drop is put in the schema by hand (`openapi`, attribute names of Litestar's
-    Schema): a lower bound of 0 (a falsy bound is dropped), a dict's size."""
+    Schema): a lower bound of 0 (a falsy bound is dropped), a dict's size; a pattern is
+    made `exact` for the decoder."""
     extra = dict(openapi or {})
     if constraints.get("ge") == 0:
         extra["minimum"] = 0
+    if "pattern" in constraints:
+        extra["pattern"] = constraints["pattern"]
+        constraints["pattern"] = exact(constraints["pattern"])
     return msgspec.Meta(
         description=description,
         extra_json_schema={"extra": extra} if extra else None,
@@ -38,15 +56,15 @@ _URL = r"^https?://[^\x00-\x20\x7f]+$"
 _CODE = r"^[ -~]{1,200}$"
 # A list's items carry their constraints twice: msgspec's Meta (what the decoder enforces)
 # and Litestar's KwargDefinition (the OpenAPI generator reads only that one inside a list).
-_TierItem = Annotated[str, msgspec.Meta(pattern=_KEY), KwargDefinition(pattern=_KEY)]
+_TierItem = Annotated[str, msgspec.Meta(pattern=exact(_KEY)), KwargDefinition(pattern=_KEY)]
 _UrlItem = Annotated[
     str,
-    msgspec.Meta(max_length=2000, pattern=_URL),
+    msgspec.Meta(max_length=2000, pattern=exact(_URL)),
     KwargDefinition(max_length=2000, pattern=_URL),
 ]
 _CodeItem = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=200, pattern=_CODE),
+    msgspec.Meta(min_length=1, max_length=200, pattern=exact(_CODE)),
     KwargDefinition(min_length=1, max_length=200, pattern=_CODE),
 ]
 
@@ -56,14 +74,14 @@ LimitPeriod = Literal["day", "week", "month"]
 OrderStatus = Literal["pending_payment", "confirmed", "fulfilled", "cancelled", "refunded"]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-Url = Annotated[str, msgspec.Meta(max_length=2000, pattern=_URL)]
-ProductId = Annotated[str, msgspec.Meta(max_length=40, pattern=r"^prod_[0-9a-z]{1,36}$")]
-CategoryId = Annotated[str, msgspec.Meta(max_length=40, pattern=r"^cat_[0-9a-z]{1,36}$")]
+Url = Annotated[str, pattern(_URL, max_length=2000)]
+ProductId = Annotated[str, pattern(r"^prod_[0-9a-z]{1,36}$", max_length=40)]
+CategoryId = Annotated[str, pattern(r"^cat_[0-9a-z]{1,36}$", max_length=40)]
 # An amount as a client writes it: up to 10 integer digits and 4 decimals; the decimals may
 # not go beyond the currency's minor unit (409 `amount_precision`).
-Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,10}(\.[0-9]{1,4})?$")]
-ProviderName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
-TierKey = Annotated[str, msgspec.Meta(pattern=_KEY)]
+Amount = Annotated[str, pattern(r"^[0-9]{1,10}(\.[0-9]{1,4})?$")]
+ProviderName = Annotated[str, pattern(r"^[a-z][a-z0-9_]{0,39}$")]
+TierKey = Annotated[str, pattern(_KEY)]
 TierKeys = Annotated[
     list[_TierItem],
     meta("Keys of existing tiers whose members may order it; null: every member.", max_length=50),
@@ -72,7 +90,7 @@ Images = Annotated[
     list[_UrlItem],
     meta("Image URLs (http or https), at most 20.", max_length=20),
 ]
-Description = Annotated[str, msgspec.Meta(max_length=5000, pattern=_NO_NUL)]
+Description = Annotated[str, pattern(_NO_NUL, max_length=5000)]
 Position = Annotated[
     int, meta("Sort position among its siblings, 0 to 1,000,000.", ge=0, le=1_000_000)
 ]

@@ -11,13 +11,13 @@ PaymentStatus = Literal["pending", "succeeded", "failed"]
 class PaymentRequest(msgspec.Struct, frozen=True):
     tenant_id: str
     order_id: str  # the merchant-side reference the provider shows and reports back
-    amount: str  # a decimal string in the currency's minor-unit precision
+    amount: str  # a decimal string with exactly the currency's minor-unit digits
     currency: str
     description: str
     return_url: str | None
     # Stable per order: a provider that sees it twice makes one payment, not two.
     idempotency_key: str
-    expires_at: str  # RFC 3339: after this the order no longer accepts the payment
+    expires_at: str  # RFC 3339 in UTC (`Z`): after this the order takes no payment
 
 
 class PaymentIntent(msgspec.Struct, frozen=True):
