@@ -101,9 +101,40 @@ def _no_nul_in_strings(node: Any) -> None:
             _no_nul_in_strings(value)
 
 
+def _item_constraints(cls: type[msgspec.Struct]) -> dict[str, dict[str, Any]]:
+    """Constraints on the string items of each list field (Litestar's schema drops them)."""
+    found: dict[str, dict[str, Any]] = {}
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        kinds = [field.type, *getattr(field.type, "types", ())]
+        for kind in kinds:
+            item = getattr(kind, "item_type", None)
+            if isinstance(kind, msgspec.inspect.ListType) and isinstance(
+                item, msgspec.inspect.StrType
+            ):
+                limits = {
+                    "pattern": item.pattern,
+                    "minLength": item.min_length,
+                    "maxLength": item.max_length,
+                }
+                found[field.encode_name] = {k: v for k, v in limits.items() if v is not None}
+    return found
+
+
+def _constrain_items(component: dict[str, Any], cls: type[msgspec.Struct]) -> None:
+    for name, limits in _item_constraints(cls).items():
+        prop = component.get("properties", {}).get(name, {})
+        for variant in [prop, *prop.get("oneOf", [])]:
+            if variant.get("type") == "array" and isinstance(variant.get("items"), dict):
+                variant["items"].update(limits)
+
+
 def finish(schema: dict[str, Any]) -> None:
     """Complete the document in place (see the module's docstring)."""
-    _no_nul_in_strings(schema.get("components", {}))
+    for name, component in schema.get("components", {}).get("schemas", {}).items():
+        if name not in ("Problem", "FieldError"):  # a problem may quote what was refused
+            _no_nul_in_strings(component)
     for item in schema.get("paths", {}).values():
         for operation in item.values():
             if isinstance(operation, dict):
@@ -113,6 +144,7 @@ def finish(schema: dict[str, Any]) -> None:
     for name, component in schema.get("components", {}).get("schemas", {}).items():
         if name in strict and component.get("type") == "object":
             component["additionalProperties"] = False
+            _constrain_items(component, strict[name])
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:

@@ -12,8 +12,15 @@ ShortText = Annotated[str, msgspec.Meta(max_length=500, pattern=_NO_NUL)]
 ExternalId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
+# Whitespace and controls spelled out: `\s` differs between Python's and JavaScript's
+# regular expressions (\x1c-\x1f, \x85), and the document's pattern must mean what ours does.
+_EMAIL_PART = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 Email = Annotated[
-    str, msgspec.Meta(max_length=254, pattern=r"^[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]+$")
+    str,
+    msgspec.Meta(
+        max_length=254,
+        pattern=rf"^{_EMAIL_PART}{{1,64}}@{_EMAIL_PART}+\.{_EMAIL_PART}+$",
+    ),
 ]
 AttributeKey = Annotated[
     str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
