@@ -59,8 +59,11 @@ def _strictly(decoder: msgspec.json.Decoder[Any], annotation: Any, body: bytes) 
 
 
 def _invalid(field: str, message: str) -> ValidationException:
+    # The field may be a name the client sent with a NUL in it: name it, escaped, since the
+    # answer's own strings never hold one.
     return ValidationException(
-        detail="The request is invalid.", extra=[{"key": field, "message": message}]
+        detail="The request is invalid.",
+        extra=[{"key": field.replace(_NUL, "\\u0000"), "message": message}],
     )
 
 

@@ -253,3 +253,13 @@ async def test_an_integral_float_is_an_integer_but_a_string_is_not(
     for points in (5.5, "5", True):
         refused = await a.http.post("/v1/points/earn", json=body | {"points": points})
         assert refused.status_code == 422, (points, refused.text)
+
+
+async def test_a_name_holding_nul_is_named_escaped(
+    tenants: tuple[TenantClient, TenantClient],
+) -> None:
+    a, _ = tenants
+    response = await a.http.get("/v1/members", params={"a\x00b": "1"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "a\\u0000b"
+    assert "\x00" not in response.text
