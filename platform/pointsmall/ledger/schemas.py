@@ -32,6 +32,29 @@ Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"
 Days = Annotated[int, msgspec.Meta(ge=0, le=36500)]
 # Times must say their offset: a naive time has no meaning across time zones.
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Instants a client gives are written in the years 1970 to 2999: earlier ones are typos,
+# and at the ends of Python's and PostgreSQL's ranges a time zone's offset overflows.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+YEARS_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-"
+
+
+def instant(description: str) -> msgspec.Meta:
+    """An instant's description, with the years it may be written in (msgspec puts no
+    pattern on a datetime: the schema carries it, `check_years` enforces it)."""
+    return msgspec.Meta(
+        description=f"{description} Written in the years {FIRST_YEAR} to {LAST_YEAR}.",
+        extra_json_schema={"extra": {"pattern": YEARS_PATTERN}},
+    )
+
+
+def check_years(struct: msgspec.Struct, *names: str) -> None:
+    """For `__post_init__`: the instants given are written in the years allowed (as
+    written, in their own offset, as the schema's pattern reads them)."""
+    for name in names:
+        value = getattr(struct, name)
+        if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise ValueError(f"`{name}` must be written in the years {FIRST_YEAR} to {LAST_YEAR}")
+
 
 _MEMBER = "The member's id (`mem_…`)."
 _TYPE = "The point type's key; `points`, the default type, when left out."
@@ -205,11 +228,14 @@ class PointTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[Name, meta("The type's name, shown to people.")]
     expiry_policy: Annotated[ExpiryPolicy, meta(_EXPIRY_POLICY)] = "never"
     expiry_days: Annotated[Days, meta(_EXPIRY_DAYS, minimum=0)] | None = None
-    expiry_date: Annotated[AwareTime, meta(_EXPIRY_DATE)] | None = None
+    expiry_date: Annotated[AwareTime, instant(_EXPIRY_DATE)] | None = None
     expiry_period: Annotated[Period, meta(_EXPIRY_PERIOD)] | None = None
     pending_policy: Annotated[PendingPolicy, meta(_PENDING_POLICY)] = "immediate"
     pending_days: Annotated[Days, meta(_PENDING_DAYS, minimum=0)] | None = None
     allow_negative: Annotated[bool, meta(_NEGATIVE)] = False
+
+    def __post_init__(self) -> None:
+        check_years(self, "expiry_date")
 
 
 class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -238,6 +264,9 @@ class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
         msgspec.UNSET
     )
     allow_negative: Annotated[bool, meta(_NEGATIVE)] | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        check_years(self, "expiry_date")
 
 
 class PointTypeOut(msgspec.Struct):

@@ -14,7 +14,7 @@ import msgspec
 from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import new_id
 from pointsmall.ledger import services as ledger
-from pointsmall.ledger.schemas import Transaction
+from pointsmall.ledger.schemas import FIRST_YEAR, Transaction
 from pointsmall.rules import engine, sandbox, schemas
 from pointsmall.rules.tiers import Tiers
 from pointsmall.tenancy.zone import tenant_zone
@@ -133,8 +133,6 @@ def _event_view(data: schemas.EventCreate) -> dict[str, Any]:
 
 # A client clock this far ahead is a clock; further is an event that has not happened.
 FUTURE_SKEW = timedelta(minutes=5)
-# Events written before 1970 are typos (year 1 does not even fit local dates west of UTC).
-EARLIEST_YEAR = 1970
 
 
 def _reference(value: Any) -> str | None:
@@ -150,8 +148,8 @@ def _reference(value: Any) -> str | None:
 def check_event(data: schemas.EventCreate, prefix: str = "") -> None:
     """What an event must be, recorded or simulated: not dated in the future (nor before
     1970), and an order event names its order (that is what deduplicates it)."""
-    if data.occurred_at.year < EARLIEST_YEAR:  # as written, as the schema's pattern says
-        message = "must be in 1970 or later"
+    if data.occurred_at.year < FIRST_YEAR:  # as written, as the schema's pattern says
+        message = f"must be written in {FIRST_YEAR} or later"
         raise InvalidInput(errors=[FieldError(field=f"{prefix}occurred_at", message=message)])
     if data.occurred_at > datetime.now(UTC) + FUTURE_SKEW:
         raise InvalidInput(
@@ -364,6 +362,7 @@ async def simulate(
         if request.draft is not None:
             program = engine.compile_condition(request.draft.condition, "draft.condition")
             engine.check_effect(request.draft.effect, "draft.effect")
+            engine.check_schedule(request.draft.schedule, "draft.schedule")
             draft = [
                 engine.CompiledRule(
                     "rule_draft",
@@ -563,6 +562,7 @@ async def backtest(
     draft = request.draft
     program = engine.compile_condition(draft.condition, "draft.condition")
     engine.check_effect(draft.effect, "draft.effect")
+    engine.check_schedule(draft.schedule, "draft.schedule")
     if request.end <= request.start:
         raise InvalidInput(errors=[FieldError(field="to", message="must be after from")])
     rule = engine.CompiledRule(

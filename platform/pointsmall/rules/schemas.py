@@ -11,6 +11,8 @@ from pointsmall.ledger.schemas import (
     MemberId,
     PointTypeKey,
     Transaction,
+    check_years,
+    instant,
     meta,
 )
 from pointsmall.schemas import ExternalId, Name
@@ -139,11 +141,11 @@ class Schedule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """When the rule may fire, judged at the event's `occurred_at` in the tenant's time zone.
     `ends_at` is inclusive; `hours` is [from, to) in local hours."""
 
-    starts_at: Annotated[AwareTime, meta("Not before this instant (answered in UTC).")] | None = (
-        None
-    )
+    starts_at: (
+        Annotated[AwareTime, instant("Not before this instant (answered in UTC).")] | None
+    ) = None
     ends_at: (
-        Annotated[AwareTime, meta("Not after this instant, inclusive (answered in UTC).")] | None
+        Annotated[AwareTime, instant("Not after this instant, inclusive (answered in UTC).")] | None
     ) = None
     days_of_week: (
         Annotated[
@@ -244,15 +246,6 @@ class RuleDeleted(msgspec.Struct):
 EventType = Trigger
 
 
-def _since_1970(description: str) -> msgspec.Meta:
-    """An event's time: written in 1970 or later (the server checks the year as written;
-    msgspec puts no pattern on a datetime, so the schema carries it by hand)."""
-    return msgspec.Meta(
-        description=description,
-        extra_json_schema={"extra": {"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-"}},
-    )
-
-
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give `member_id` or `member_external_id` (one of them: otherwise a 422). `order.*`
     events need `data.order_id` (a string of 1 to 128 characters or an integer), which
@@ -260,7 +253,7 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     may be at most 5 minutes ahead (422 `occurred_at_in_future`) and no earlier than 1970."""
 
     type: Annotated[EventType, meta("The event's type; rules with this trigger judge it.")]
-    occurred_at: Annotated[AwareTime, _since_1970("When it happened, with an offset.")]
+    occurred_at: Annotated[AwareTime, instant("When it happened, with an offset.")]
     member_id: Annotated[MemberId, meta("The member's id.")] | None = None
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
@@ -324,7 +317,7 @@ class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
     ) = None
-    occurred_at: Annotated[AwareTime, _since_1970("When; now when left out.")] | None = None
+    occurred_at: Annotated[AwareTime, instant("When; now when left out.")] | None = None
 
 
 TierKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -412,8 +405,13 @@ class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
     `to` not after `from` is a 422."""
 
     draft: Annotated[RuleCreate, meta("The rule to try.")]
-    start: Annotated[AwareTime, meta("The period's start, inclusive.")] = msgspec.field(name="from")
-    end: Annotated[AwareTime, meta("The period's end, exclusive.")] = msgspec.field(name="to")
+    start: Annotated[AwareTime, instant("The period's start, inclusive.")] = msgspec.field(
+        name="from"
+    )
+    end: Annotated[AwareTime, instant("The period's end, exclusive.")] = msgspec.field(name="to")
+
+    def __post_init__(self) -> None:
+        check_years(self, "start", "end")
 
 
 _LIABILITY = (

@@ -26,12 +26,17 @@ def _version_id(rule_id: str, version: int) -> str:
     return f"{rule_id}.v{version}"
 
 
+def _utc(at: datetime | None) -> datetime | None:
+    try:
+        return at and at.astimezone(UTC)
+    except OverflowError:  # saved before instants were bounded: shown as written
+        return at
+
+
 def utc_schedule(schedule: schemas.Schedule) -> schemas.Schedule:
     """The schedule with its instants in UTC (as it is stored and answered)."""
     return msgspec.structs.replace(
-        schedule,
-        starts_at=schedule.starts_at and schedule.starts_at.astimezone(UTC),
-        ends_at=schedule.ends_at and schedule.ends_at.astimezone(UTC),
+        schedule, starts_at=_utc(schedule.starts_at), ends_at=_utc(schedule.ends_at)
     )
 
 
@@ -81,6 +86,7 @@ def _version_row(rule_id: str, version: int, trigger: str, data: Any) -> models.
 async def create_rule(session: AsyncSession, data: schemas.RuleCreate) -> schemas.RuleOut:
     engine.compile_condition(data.condition)
     engine.check_effect(data.effect)
+    engine.check_schedule(data.schedule)
     await _check_point_type(session, data.point_type)
     rule = models.Rule(
         id=new_id("rule"), name=data.name, trigger=data.trigger, status=data.status, version=1
@@ -139,6 +145,7 @@ async def update_rule(
         )
         engine.compile_condition(merged.condition)
         engine.check_effect(merged.effect)
+        engine.check_schedule(merged.schedule)
         await _check_point_type(session, merged.point_type)
         rule.version += 1
         current = _version_row(rule.id, rule.version, rule.trigger, merged)
