@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointsmall.ledger import schemas as ledger_schemas
 from pointsmall.ledger.models import LedgerTransaction, Lot, OutboxEvent
+from pointsmall.ledger.schemas import YEARS_PATTERN
 from pointsmall.members import schemas as member_schemas
 from pointsmall.rules import schemas as rules_schemas
 from pointsmall.rules.models import Rule, RuleAward
@@ -422,9 +423,15 @@ async def test_tier_benefits(tenants: Tenants) -> None:
     plain = await a.http.post("/v1/tiers", json={"key": "plain", "name": "Plain", "threshold": 1})
     assert plain.json()["benefits"] == []
     assert (await b.http.get("/v1/tiers")).json()["data"] == []
+    # Keys are the page's to style by; the list is kept as given (a rule the schema cannot
+    # state, such as distinct keys, is not one the server makes).
+    twice = [*benefits, {"key": "free_shipping", "description": "On returns too"}]
+    again = await a.http.post(
+        "/v1/tiers", json={"key": "vip2", "name": "VIP 2", "threshold": 20, "benefits": twice}
+    )
+    assert again.status_code == 201 and again.json()["benefits"] == twice
     too_many = [{"key": f"b{n}", "description": "x"} for n in range(21)]
     for bad, field in (
-        ([*benefits, {"key": "free_shipping", "description": "again"}], "benefits[2].key"),
         (too_many, "benefits"),
         ([{"key": "long", "description": "x" * 301}], "benefits"),
         ([{"key": "Bad Key", "description": "x"}], "benefits"),
@@ -580,7 +587,8 @@ async def test_document_describes_these_routes(client: httpx.AsyncClient) -> Non
     assert point_type["expiry_days"]["maximum"] == 36500
     assert "pattern" in schemas["MultiplierEffect"]["properties"]["factor"]
     # Every field of these routes' bodies and answers says what it is (an effect's `kind`,
-    # the union's tag, is the generator's own).
+    # the union's tag, is the generator's own), and every instant a client gives says the
+    # years it may be written in.
     for module in (ledger_schemas, rules_schemas, member_schemas):
         for name, cls in vars(module).items():
             if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
@@ -590,6 +598,10 @@ async def test_document_describes_these_routes(client: httpx.AsyncClient) -> Non
             tag = cls.__struct_config__.tag_field
             for field, spec in schemas[name]["properties"].items():
                 assert field == tag or spec.get("description"), f"{name}.{field}"
+                kinds = [spec, *spec.get("oneOf", [])]
+                given = cls.__struct_config__.forbid_unknown_fields  # a request body
+                if given and any(k.get("format") == "date-time" for k in kinds):
+                    assert spec.get("pattern") == YEARS_PATTERN, f"{name}.{field}"
 
 
 async def test_instants_are_checked_as_written(tenants: Tenants) -> None:

@@ -253,7 +253,9 @@ class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     expiry_days: Annotated[Days, meta(_EXPIRY_DAYS, minimum=0)] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )
-    expiry_date: Annotated[AwareTime, meta(_EXPIRY_DATE)] | msgspec.UnsetType | None = msgspec.UNSET
+    expiry_date: Annotated[AwareTime, instant(_EXPIRY_DATE)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
     expiry_period: Annotated[Period, meta(_EXPIRY_PERIOD)] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )

@@ -355,7 +355,7 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     within the window reaches `threshold`; they keep it while they requalify, plus
     `retention_days` of grace after a review they fail. `earn_multiplier` scales what
     rules grant them (campaign multipliers apply on top). 409 `tier_exists`; 422 for
-    `rolling_days` without `window_days` or benefits with the same key twice."""
+    `rolling_days` without `window_days`."""
 
     key: Annotated[TierKey, meta("The tier's key: lower case, digits, `_`.")]
     name: Annotated[Name, meta("The tier's name, shown to members.")]
@@ -373,7 +373,7 @@ class TierCreate(msgspec.Struct, forbid_unknown_fields=True):
     retention_days: Annotated[int, meta("Days of grace after a failed review.", ge=0, le=3660)] = 0
     benefits: Annotated[
         list[Benefit],
-        meta("What the tier gives (at most 20, keys unique).", max_length=MAX_BENEFITS),
+        meta("What the tier gives, kept in the order given (at most 20).", max_length=MAX_BENEFITS),
     ] = msgspec.field(default_factory=list)
 
 
