@@ -188,6 +188,28 @@ async def test_a_bad_name_is_422(tenants: Tenants, name: object) -> None:
     assert (await a.http.get("/v1/settings")).json()["name"] == "Tenant A"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("currency", "XYZ"),
+        ("currency", "EUR\n"),
+        ("timezone", "Mars/Olympus"),
+        ("timezone", "UTC\n"),
+        ("point_value", "0"),
+        ("point_value", "0.000000"),
+        ("point_value", "1\n"),
+        ("max_points_share", "0.5\n"),
+    ],
+)
+async def test_settings_refuse_what_the_document_refuses(
+    tenants: Tenants, field: str, value: str
+) -> None:
+    a, _ = tenants
+    response = await a.http.patch("/v1/settings", json={field: value})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
 async def test_settings_keep_cors_origins_in_canonical_form(tenants: Tenants) -> None:
     a, _ = tenants
     assert (await a.http.get("/v1/settings")).json()["cors_origins"] == []
@@ -224,6 +246,7 @@ async def test_settings_keep_cors_origins_in_canonical_form(tenants: Tenants) ->
         ["https://shop.example:99999"],
         ["https://user@shop.example"],
         ["https://[::1]:8443"],
+        ["https://shop.example\n"],
         [f"https://s{i}.example" for i in range(21)],
         "https://shop.example",
     ],
@@ -417,6 +440,10 @@ async def test_the_document_describes_these_routes(client: httpx.AsyncClient) ->
     assert zones.match("Asia/Shanghai") and zones.match("UTC") and zones.match("Etc/GMT+8")
     assert not zones.match("Mars/Olympus") and not zones.match("Asia")
     assert schemas["SignupCreate"]["properties"]["timezone"]["pattern"] == zones.pattern
+    currencies = re.compile(schemas["SignupCreate"]["properties"]["currency"]["pattern"])
+    assert currencies.match("USD") and currencies.match("KWD") and not currencies.match("XYZ")
+    assert update["currency"]["pattern"] == currencies.pattern
+    assert "\\Z" not in update["point_value"]["pattern"]  # the document's form, not Python's
     assert update["cors_origins"]["maxItems"] == 20
     assert update["cors_origins"]["items"]["pattern"].startswith("^https?://")
     assert update["name"]["maxLength"] == 200

@@ -87,6 +87,10 @@ BAD_BODIES = [
     ("password", GOOD | {"password": "short"}),
     ("timezone", GOOD | {"timezone": "Mars/Olympus"}),
     ("currency", GOOD | {"currency": "usd"}),
+    ("currency", GOOD | {"currency": "XYZ"}),  # not an ISO 4217 code
+    ("currency", GOOD | {"currency": "USD\n"}),
+    ("slug", GOOD | {"slug": "acme-coffee\n"}),
+    ("timezone", GOOD | {"timezone": "UTC\n"}),
     ("unknown", GOOD | {"unknown": True}),
     ("merchant_name", {k: v for k, v in GOOD.items() if k != "merchant_name"}),
 ]

@@ -1,28 +1,47 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
+from pointsmall.mall.money import CURRENCIES
 from pointsmall.schemas import Email, Name
 from pointsmall.tenancy.zone import time_zone_pattern
 
-Slug = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=48, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
-]
+
+def _exact(pattern: str) -> str:
+    """The decoder's form of a pattern: Python's `$` also matches before a final newline
+    (`"USD" + newline` passed `^[A-Z]{3}$`), ECMA-262's does not; Python's end is `Z`
+    escaped."""
+    return pattern.removesuffix("$") + r"\Z" if pattern.endswith("$") else pattern
+
+
+def _pattern(decoder: str, document: str | None = None, **constraints: Any) -> msgspec.Meta:
+    """A string's pattern: made exact for the decoder; the document's may be narrower (the
+    server checks the rest itself, with a clearer refusal than a pattern's)."""
+    return msgspec.Meta(
+        pattern=_exact(decoder),
+        extra_json_schema={"extra": {"pattern": document or decoder}},
+        **constraints,
+    )
+
+
+Slug = Annotated[str, _pattern(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$", min_length=3, max_length=48)]
 # An IANA name the host's time zone database has. The document's pattern matches exactly
-# those names, so a name it admits is never refused; the server checks the set itself (a
-# clearer refusal than a pattern's).
+# those names, so a name it admits is never refused; the server checks the set itself.
 TimeZone = Annotated[
     str,
-    msgspec.Meta(
+    _pattern(
+        r"^[A-Za-z0-9_+\-/]+$",
+        time_zone_pattern(),
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9_+\-/]+$",
         examples=["Asia/Shanghai"],
-        extra_json_schema={"extra": {"pattern": time_zone_pattern()}},
     ),
 ]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+# An ISO 4217 code (the mall's list): a pattern listing them in the document (an enum would
+# make each a case of its own for the contract test), the set checked by the server.
+CURRENCY_PATTERN = "^(" + "|".join(sorted(CURRENCIES)) + ")$"
+Currency = Annotated[str, _pattern(r"^[A-Z]{3}$", CURRENCY_PATTERN, examples=["USD"])]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=256, pattern=r"^[^\x00]*$")]
 
 
@@ -74,11 +93,9 @@ _FRACTION_ABOVE_0 = (
 )
 Rate = Annotated[
     str,
-    msgspec.Meta(
-        pattern=rf"^(0{{0,5}}[1-9][0-9]{{0,5}}(\.[0-9]{{1,6}})?|0{{1,6}}\.{_FRACTION_ABOVE_0})$"
-    ),
+    _pattern(rf"^(0{{0,5}}[1-9][0-9]{{0,5}}(\.[0-9]{{1,6}})?|0{{1,6}}\.{_FRACTION_ABOVE_0})$"),
 ]
-Share = Annotated[str, msgspec.Meta(pattern=r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")]
+Share = Annotated[str, _pattern(r"^(0(\.[0-9]{1,3})?|1(\.0{1,3})?)$")]
 # The OpenAPI generator drops a falsy bound (`ge=0`) of an optional field: say it again.
 BackdateDays = Annotated[
     int, msgspec.Meta(ge=0, le=365, extra_json_schema={"extra": {"minimum": 0}})
@@ -87,7 +104,8 @@ BackdateDays = Annotated[
 
 # An origin as browsers send it: scheme, host (a name or an IPv4 address, lower case), and a
 # port only when it is not the default (a default port is dropped when saved); no path, no
-# trailing slash.
+# trailing slash. The item keeps `$` (the document copies an item's decoder pattern): the
+# settings API refuses the final newline Python's `$` lets through.
 _PORT = (
     r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
 )

@@ -15,6 +15,7 @@ from pointsmall.auth.schemas import ApiKeyCreate
 from pointsmall.db import TENANTS
 from pointsmall.errors import Conflict, FieldError, InvalidInput
 from pointsmall.ids import new_id
+from pointsmall.mall.money import CURRENCIES
 from pointsmall.tenancy.models import SpareSchema, StaffUser, TenantSettings
 from pointsmall.tenancy.schemas import AdminOut, SignupCreate, SignupResult, TenantOut
 from pointsmall.tenancy.zone import known_time_zone
@@ -32,12 +33,14 @@ def slug_from_name(name: str) -> str:
     return slug if len(slug) >= 3 and slug not in RESERVED_SLUGS else f"merchant-{slug}".strip("-")
 
 
-def _check(slug: str | None, time_zone: str) -> None:
+def _check(slug: str | None, time_zone: str, currency: str = "USD") -> None:
     errors = []
     if slug in RESERVED_SLUGS:
         errors.append(FieldError(field="slug", message="this slug is reserved"))
     if not known_time_zone(time_zone):
         errors.append(FieldError(field="timezone", message="not an IANA time zone"))
+    if currency not in CURRENCIES:
+        errors.append(FieldError(field="currency", message="not an ISO 4217 currency code"))
     if errors:
         raise InvalidInput("The request is invalid.", errors=errors)
 
@@ -122,8 +125,9 @@ async def spare_schemas(session: AsyncSession) -> list[str]:
 
 
 def check_signup(data: SignupCreate) -> None:
-    """What the body's types cannot say: a reserved slug, a time zone IANA does not know."""
-    _check(data.slug, data.timezone)
+    """What the body's types cannot say: a reserved slug, a time zone IANA does not know, a
+    currency ISO 4217 does not list."""
+    _check(data.slug, data.timezone, data.currency)
 
 
 async def hash_password(password: str) -> str:

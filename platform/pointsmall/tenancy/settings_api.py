@@ -23,6 +23,7 @@ from pointsmall.db import TENANTS, TenantDb
 from pointsmall.deps import Session
 from pointsmall.errors import Conflict, FieldError, InvalidInput, problem_responses
 from pointsmall.mall.models import Product
+from pointsmall.mall.money import CURRENCIES
 from pointsmall.tenancy.models import TenantCorsOrigin, TenantSettings
 from pointsmall.tenancy.schemas import ProgramSettings, ProgramSettingsUpdate
 from pointsmall.tenancy.zone import known_time_zone
@@ -82,8 +83,19 @@ class SettingsController(Controller):
             raise InvalidInput(
                 errors=[FieldError(field="timezone", message="not an IANA time zone")]
             )
+        if isinstance(data.currency, str) and data.currency not in CURRENCIES:
+            raise InvalidInput(
+                errors=[FieldError(field="currency", message="not an ISO 4217 currency code")]
+            )
         if isinstance(data.point_value, str) and Decimal(data.point_value) == 0:
             raise InvalidInput(errors=[FieldError(field="point_value", message="must be above 0")])
+        if isinstance(data.cors_origins, list):
+            # The pattern's `$` lets one final newline through in Python; the document's not.
+            bad = [i for i, origin in enumerate(data.cors_origins) if origin.endswith("\n")]
+            if bad:
+                raise InvalidInput(
+                    errors=[FieldError(field=f"cors_origins[{bad[0]}]", message="not an origin")]
+                )
         if isinstance(data.currency, str) and data.currency != row.currency:
             priced = await session.scalar(
                 select(
