@@ -29,6 +29,7 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.resilience import fast_redis, patient_redis, stop_waiting_when_done
 from pointsmall.rules import services as rules
 from pointsmall.settings import Settings
+from pointsmall.tenancy import signup_keys
 from pointsmall.tenancy.services import all_schemas, make_spares
 from pointsmall.webhooks.relay import prune
 from pointsmall_tenants import create_pooled_engine, tenant_bind
@@ -95,7 +96,8 @@ async def _tenant_schemas(ctx: dict[str, Any]) -> list[str]:
 
 
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
-    """Forget idempotency keys older than the retention window, in every tenant."""
+    """Forget idempotency keys older than the retention window, in every tenant and for
+    signups."""
     engine = ctx["engine"]
     cutoff = func.now() - timedelta(hours=ctx["settings"].idempotency_ttl_hours)
     schemas = await _tenant_schemas(ctx)
@@ -106,6 +108,8 @@ async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
                 delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
             )
             removed += int(getattr(result, "rowcount", 0) or 0)
+    # Signup's keys live in the shared schema (a signup has no tenant yet).
+    removed += await signup_keys.purge(engine, ctx["settings"].idempotency_ttl_hours)
     return removed
 
 

@@ -6,11 +6,13 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.jobs import worker_settings
 from pointsmall.settings import Settings
+from pointsmall.tenancy.models import SignupIdempotencyKey
+from tests.conftest import RUN_ID as RUN
 from tests.conftest import TenantClient
 
 
@@ -32,6 +34,12 @@ async def test_purge_job_through_the_queue(
                     {"key": "new", "fingerprint": b"1" * 32, "created_at": datetime.now(UTC)},
                 ],
             )
+    signup_keys = {f"old-signup-{RUN}": old, f"new-signup-{RUN}": datetime.now(UTC)}
+    async with AsyncSession(engine) as session, session.begin():
+        await session.execute(
+            insert(SignupIdempotencyKey),
+            [{"key": k, "response_body": b"", "created_at": t} for k, t in signup_keys.items()],
+        )
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
     try:
         job = await redis.enqueue_job("purge_idempotency_keys", _queue_name=settings.queue_name)
@@ -45,6 +53,13 @@ async def test_purge_job_through_the_queue(
     assert removed >= 2  # other tests' tenants may hold old keys too; ours certainly did
     for tenant in tenants:
         assert await _keys(tenant, engine) == {"new"}
+    async with AsyncSession(engine) as session:
+        left = set(
+            await session.scalars(
+                select(SignupIdempotencyKey.key).where(SignupIdempotencyKey.key.in_(signup_keys))
+            )
+        )
+    assert left == {f"new-signup-{RUN}"}  # signup's keys are purged too
 
 
 async def test_sweep_job_through_the_queue(
