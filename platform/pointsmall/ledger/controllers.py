@@ -130,10 +130,10 @@ class TransactionController(Controller):
         return _answer(await services.release(engine, schema, transaction_id, idem=idem))
 
 
-# An RFC 3339 instant with its offset, written in the years 1970 to 2999, as the document
+# An RFC 3339 instant with its offset, written in the years 1970 to 8999, as the document
 # says (the query parser would also take a bare number as seconds since 1970).
 _INSTANT: dict[str, Any] = {
-    "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    "pattern": r"^(19[7-9][0-9]|[2-8][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
     r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
     "max_length": 35,
     "schema_extra": {"format": "date-time"},
