@@ -602,6 +602,8 @@ async def test_document_describes_these_routes(client: httpx.AsyncClient) -> Non
                 given = cls.__struct_config__.forbid_unknown_fields  # a request body
                 if given and any(k.get("format") == "date-time" for k in kinds):
                     assert spec.get("pattern") == YEARS_PATTERN, f"{name}.{field}"
+            if not cls.__struct_config__.forbid_unknown_fields:  # an answer: every field is there
+                assert set(schemas[name]["required"]) == set(schemas[name]["properties"]), name
 
 
 async def test_instants_are_checked_as_written(tenants: Tenants) -> None:

@@ -126,7 +126,7 @@ class Transaction(msgspec.Struct):
     reverses: Annotated[str | None, meta("For a `reverse`: the transaction it reversed.")]
     granted_by: Annotated[str | None, meta("Who made it: an API key's id, `rule:<id>`, or a job.")]
     created_at: Annotated[datetime, meta("When it was written (UTC).")]
-    object: Annotated[Literal["transaction"], meta("Always `transaction`.")] = "transaction"
+    object: Annotated[Literal["transaction"], meta("Always `transaction`.")]
 
 
 class Expiring(msgspec.Struct):
@@ -284,4 +284,4 @@ class PointTypeOut(msgspec.Struct):
     pending_days: Annotated[int | None, meta(_PENDING_DAYS)]
     allow_negative: Annotated[bool, meta(_NEGATIVE)]
     created_at: Annotated[datetime, meta("When the type was made (UTC).")]
-    object: Annotated[Literal["point_type"], meta("Always `point_type`.")] = "point_type"
+    object: Annotated[Literal["point_type"], meta("Always `point_type`.")]

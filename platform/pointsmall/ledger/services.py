@@ -301,6 +301,7 @@ def _transaction(row: models.LedgerTransaction) -> schemas.Transaction:
         reverses=row.reverses,
         granted_by=row.granted_by,
         created_at=row.created_at,
+        object="transaction",
     )
 
 
@@ -345,6 +346,7 @@ def _point_type(row: models.PointType) -> schemas.PointTypeOut:
         pending_days=row.pending_days,
         allow_negative=row.allow_negative,
         created_at=row.created_at,
+        object="point_type",
     )
 
 

@@ -83,4 +83,4 @@ class Member(msgspec.Struct):
     ]
     created_at: Annotated[datetime, msgspec.Meta(description="When the member was enrolled (UTC).")]
     updated_at: Annotated[datetime, msgspec.Meta(description="When the member last changed (UTC).")]
-    object: Annotated[Literal["member"], msgspec.Meta(description="Always `member`.")] = "member"
+    object: Annotated[Literal["member"], msgspec.Meta(description="Always `member`.")]

@@ -34,6 +34,7 @@ def to_schema(member: models.Member) -> schemas.Member:
         referral_code=member.referral_code,
         created_at=member.created_at,
         updated_at=member.updated_at,
+        object="member",
     )
 
 

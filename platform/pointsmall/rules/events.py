@@ -539,6 +539,7 @@ async def record_event(
             local_date=data.occurred_at.astimezone(zone).date(),
             transactions=transactions,
             verdicts=[v for _, v in judged],
+            object="event",
         )
         await conn.execute(
             f"UPDATE {tenant.s}.events SET result = $2::jsonb WHERE id = $1",

@@ -231,7 +231,7 @@ class RuleOut(msgspec.Struct):
     stacking: Annotated[Stacking, meta(_STACKING)]
     created_at: Annotated[datetime, meta("When the rule was made (UTC).")]
     updated_at: Annotated[datetime, meta("When the rule last changed (UTC).")]
-    object: Annotated[Literal["rule"], meta("Always `rule`.")] = "rule"
+    object: Annotated[Literal["rule"], meta("Always `rule`.")]
 
 
 class RuleDeleted(msgspec.Struct):
@@ -239,8 +239,8 @@ class RuleDeleted(msgspec.Struct):
     history)."""
 
     id: Annotated[str, meta("The deleted rule's id.")]
-    deleted: Annotated[bool, meta("Always true.")] = True
-    object: Annotated[Literal["rule"], meta("Always `rule`.")] = "rule"
+    deleted: Annotated[bool, meta("Always true.")]
+    object: Annotated[Literal["rule"], meta("Always `rule`.")]
 
 
 EventType = Trigger
@@ -291,7 +291,7 @@ class EventOut(msgspec.Struct):
         list[Transaction], meta("The ledger transactions it made (credits, clawbacks).")
     ]
     verdicts: Annotated[list[Verdict], meta("What each rule made of it.")]
-    object: Annotated[Literal["event"], meta("Always `event`.")] = "event"
+    object: Annotated[Literal["event"], meta("Always `event`.")]
 
 
 class SimulateRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -387,7 +387,7 @@ class TierOut(msgspec.Struct):
     earn_multiplier: Annotated[str, meta(_MULTIPLIER)]
     retention_days: Annotated[int, meta("Days of grace after a failed review.")]
     benefits: Annotated[list[Benefit], meta("What the tier gives, in the order given.")]
-    object: Annotated[Literal["tier"], meta("Always `tier`.")] = "tier"
+    object: Annotated[Literal["tier"], meta("Always `tier`.")]
 
 
 class TierChangeOut(msgspec.Struct):
@@ -397,7 +397,7 @@ class TierChangeOut(msgspec.Struct):
     to_tier: Annotated[str | None, meta("The tier after; null for none.")]
     at: Annotated[datetime, meta("When the change took effect (UTC).")]
     reason: Annotated[str, meta("`qualified` (an upgrade) or `not requalified` (a review).")]
-    object: Annotated[Literal["tier_change"], meta("Always `tier_change`.")] = "tier_change"
+    object: Annotated[Literal["tier_change"], meta("Always `tier_change`.")]
 
 
 class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):

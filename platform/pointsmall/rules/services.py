@@ -57,6 +57,7 @@ def _out(rule: models.Rule, version: models.RuleVersion) -> schemas.RuleOut:
         stacking=version.stacking,  # type: ignore[arg-type]
         created_at=rule.created_at,
         updated_at=rule.updated_at,
+        object="rule",
     )
 
 
@@ -162,7 +163,7 @@ async def delete_rule(session: AsyncSession, rule_id: str) -> schemas.RuleDelete
     rule.status = "inactive"
     rule.deleted_at = datetime.now(UTC)
     await session.flush()
-    return schemas.RuleDeleted(id=rule.id)
+    return schemas.RuleDeleted(id=rule.id, deleted=True, object="rule")
 
 
 # --- tiers -----------------------------------------------------------------------------
@@ -216,6 +217,7 @@ def _tier_change(row: models.TierChange) -> schemas.TierChangeOut:
         to_tier=row.to_tier,
         at=row.at.astimezone(UTC),
         reason=row.reason,
+        object="tier_change",
     )
 
 

@@ -202,4 +202,5 @@ def tier_out(row: Any) -> schemas.TierOut:
         earn_multiplier=schemas.canonical(row.earn_multiplier),
         retention_days=row.retention_days,
         benefits=msgspec.convert(row.benefits or [], list[schemas.Benefit]),
+        object="tier",
     )
