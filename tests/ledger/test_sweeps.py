@@ -176,3 +176,41 @@ async def test_end_of_period_expiry_in_tenant_time_zone(
         0,
         0,
     )
+
+
+async def test_end_of_quarter_expiry(ledger: Tenants, engine: AsyncEngine) -> None:
+    """`end_of_period` quarter: points expire when the next quarter starts, local time (a
+    credit of such a type used to fail: `1 quarter` is no PostgreSQL interval)."""
+    a, _ = ledger
+    async with a.db(engine) as session, session.begin():
+        await session.execute(update(TenantSettings).values(timezone="Asia/Shanghai"))
+    created = await a.http.post(
+        "/v1/point-types",
+        json={
+            "key": "quarterly",
+            "name": "Quarterly",
+            "expiry_policy": "end_of_period",
+            "expiry_period": "quarter",
+        },
+    )
+    assert created.status_code == 201, created.text
+    member = await new_member(a)
+    earned = await a.http.post(
+        "/v1/points/earn",
+        json={"member_id": member, "points": 9, "reason": "x", "point_type": "quarterly"},
+    )
+    assert earned.status_code == 201, earned.text
+    [bucket] = (await _balance(a, member, "quarterly"))["expiring"]
+    expires = datetime.fromisoformat(bucket["expires_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    now_local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    quarter_month = (now_local.month - 1) // 3 * 3 + 1
+    year, month = (
+        (now_local.year + 1, 1) if quarter_month == 10 else (now_local.year, quarter_month + 3)
+    )
+    assert (expires.year, expires.month, expires.day, expires.hour, expires.minute) == (
+        year,
+        month,
+        1,
+        0,
+        0,
+    )
