@@ -130,11 +130,11 @@ class TransactionController(Controller):
         return _answer(await services.release(engine, schema, transaction_id, idem=idem))
 
 
-# An RFC 3339 instant with its offset, written in the years 1970 to 8999, as the document
-# says (the query parser would also take a bare number as seconds since 1970).
+# An RFC 3339 instant with its offset, as the document says (the query parser would also take
+# a bare number as seconds since 1970). Year 0000 is RFC 3339 but no year Python has.
 _INSTANT: dict[str, Any] = {
-    "pattern": r"^(19[7-9][0-9]|[2-8][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-    r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+    "pattern": r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}"
+    r"T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$",
     "max_length": 35,
     "schema_extra": {"format": "date-time"},
 }
@@ -146,7 +146,7 @@ def _instant(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        return schemas.to_utc(datetime.fromisoformat(value))
     except ValueError:
         raise InvalidInput(errors=[FieldError(field=name, message="not a valid instant")]) from None
 

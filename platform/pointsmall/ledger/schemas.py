@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,30 +32,27 @@ Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"
 Days = Annotated[int, msgspec.Meta(ge=0, le=36500)]
 # Times must say their offset: a naive time has no meaning across time zones.
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
-# Instants a client gives are written in the years 1970 to 8999: earlier ones are typos, and
-# at the end of Python's calendar (9999) a time zone's offset overflowed. (A bound near
-# 9999 would not change what a client can mean, and a wide range keeps generated examples
-# mostly valid.)
-FIRST_YEAR, LAST_YEAR = 1970, 8999
-YEARS_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"
+# Events are dated 1970 or later, as written: earlier ones are typos (the schema carries the
+# pattern by hand: msgspec puts none on a datetime).
+FIRST_YEAR = 1970
+SINCE_1970 = r"^(19[7-9][0-9]|[2-9][0-9]{3})-"
 
 
-def instant(description: str) -> msgspec.Meta:
-    """An instant's description, with the years it may be written in (msgspec puts no
-    pattern on a datetime: the schema carries it, `check_years` enforces it)."""
-    return msgspec.Meta(
-        description=f"{description} Written in the years {FIRST_YEAR} to {LAST_YEAR}.",
-        extra_json_schema={"extra": {"pattern": YEARS_PATTERN}},
-    )
+# The instants kept: a second inside the ends of Python's calendar (the database driver
+# reads its very ends as -infinity and infinity, which come back without a time zone).
+EARLIEST = datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
-def check_years(struct: msgspec.Struct, *names: str) -> None:
-    """For `__post_init__`: the instants given are written in the years allowed (as
-    written, in their own offset, as the schema's pattern reads them)."""
-    for name in names:
-        value = getattr(struct, name)
-        if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
-            raise ValueError(f"`{name}` must be written in the years {FIRST_YEAR} to {LAST_YEAR}")
+def to_utc(at: datetime) -> datetime:
+    """An instant in UTC, held within [EARLIEST, LATEST]: one written near year 1 or 9999
+    whose offset takes it past them (an overflow: it was a 500 or a database error) is held
+    at that end."""
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        return LATEST if at.year > 1 else EARLIEST
+    return min(max(utc, EARLIEST), LATEST)
 
 
 _MEMBER = "The member's id (`mem_…`)."
@@ -230,14 +227,11 @@ class PointTypeCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[Name, meta("The type's name, shown to people.")]
     expiry_policy: Annotated[ExpiryPolicy, meta(_EXPIRY_POLICY)] = "never"
     expiry_days: Annotated[Days, meta(_EXPIRY_DAYS, minimum=0)] | None = None
-    expiry_date: Annotated[AwareTime, instant(_EXPIRY_DATE)] | None = None
+    expiry_date: Annotated[AwareTime, meta(_EXPIRY_DATE)] | None = None
     expiry_period: Annotated[Period, meta(_EXPIRY_PERIOD)] | None = None
     pending_policy: Annotated[PendingPolicy, meta(_PENDING_POLICY)] = "immediate"
     pending_days: Annotated[Days, meta(_PENDING_DAYS, minimum=0)] | None = None
     allow_negative: Annotated[bool, meta(_NEGATIVE)] = False
-
-    def __post_init__(self) -> None:
-        check_years(self, "expiry_date")
 
 
 class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -255,9 +249,7 @@ class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     expiry_days: Annotated[Days, meta(_EXPIRY_DAYS, minimum=0)] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )
-    expiry_date: Annotated[AwareTime, instant(_EXPIRY_DATE)] | msgspec.UnsetType | None = (
-        msgspec.UNSET
-    )
+    expiry_date: Annotated[AwareTime, meta(_EXPIRY_DATE)] | msgspec.UnsetType | None = msgspec.UNSET
     expiry_period: Annotated[Period, meta(_EXPIRY_PERIOD)] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )
@@ -268,9 +260,6 @@ class PointTypeUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
         msgspec.UNSET
     )
     allow_negative: Annotated[bool, meta(_NEGATIVE)] | msgspec.UnsetType = msgspec.UNSET
-
-    def __post_init__(self) -> None:
-        check_years(self, "expiry_date")
 
 
 class PointTypeOut(msgspec.Struct):

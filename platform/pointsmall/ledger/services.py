@@ -378,6 +378,8 @@ async def create_point_type(
     session: AsyncSession, data: schemas.PointTypeCreate
 ) -> schemas.PointTypeOut:
     values = msgspec.structs.asdict(data)
+    if data.expiry_date is not None:
+        values["expiry_date"] = schemas.to_utc(data.expiry_date)
     errors = _expiry_problems(data.expiry_policy, values)
     errors += _pending_problems(data.pending_policy, data.pending_days)
     if errors:
@@ -407,6 +409,8 @@ async def update_point_type(
     if row is None:
         raise NotFound("No such point type.")
     sent = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+    if isinstance(sent.get("expiry_date"), datetime):
+        sent["expiry_date"] = schemas.to_utc(sent["expiry_date"])
     invalid: list[FieldError] = []
     mismatched: list[FieldError] = []
     if "expiry_policy" in sent:

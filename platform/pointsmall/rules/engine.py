@@ -23,7 +23,7 @@ import cel
 import msgspec
 
 from pointsmall.errors import FieldError, InvalidInput
-from pointsmall.ledger.schemas import FIRST_YEAR, LAST_YEAR, MAX_POINTS
+from pointsmall.ledger.schemas import MAX_POINTS
 from pointsmall.rules import conditions, schemas
 
 _ROUNDING = {"floor": ROUND_FLOOR, "round": ROUND_HALF_UP, "ceil": ROUND_CEILING}
@@ -82,16 +82,6 @@ def check_effect(effect: schemas.Effect, field: str = "effect") -> None:
         raise InvalidInput(
             errors=[FieldError(field=f"{field}.sku", message="give sku, category or both")]
         )
-
-
-def check_schedule(schedule: schemas.Schedule, field: str = "schedule") -> None:
-    """A schedule's instants are written in the years the schema allows (checked here, not
-    when decoding, so rules saved before still load)."""
-    for name in ("starts_at", "ends_at"):
-        value = getattr(schedule, name)
-        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
-            message = f"must be written in the years {FIRST_YEAR} to {LAST_YEAR}"
-            raise InvalidInput(errors=[FieldError(field=f"{field}.{name}", message=message)])
 
 
 _programs: OrderedDict[str, Condition] = OrderedDict()

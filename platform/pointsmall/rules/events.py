@@ -14,7 +14,7 @@ import msgspec
 from pointsmall.errors import Conflict, FieldError, InvalidInput, NotFound
 from pointsmall.ids import new_id
 from pointsmall.ledger import services as ledger
-from pointsmall.ledger.schemas import FIRST_YEAR, Transaction
+from pointsmall.ledger.schemas import FIRST_YEAR, Transaction, to_utc
 from pointsmall.rules import engine, sandbox, schemas
 from pointsmall.rules.tiers import Tiers
 from pointsmall.tenancy.zone import tenant_zone
@@ -362,7 +362,6 @@ async def simulate(
         if request.draft is not None:
             program = engine.compile_condition(request.draft.condition, "draft.condition")
             engine.check_effect(request.draft.effect, "draft.effect")
-            engine.check_schedule(request.draft.schedule, "draft.schedule")
             draft = [
                 engine.CompiledRule(
                     "rule_draft",
@@ -563,7 +562,6 @@ async def backtest(
     draft = request.draft
     program = engine.compile_condition(draft.condition, "draft.condition")
     engine.check_effect(draft.effect, "draft.effect")
-    engine.check_schedule(draft.schedule, "draft.schedule")
     if request.end <= request.start:
         raise InvalidInput(errors=[FieldError(field="to", message="must be after from")])
     rule = engine.CompiledRule(
@@ -594,8 +592,8 @@ async def backtest(
                  WHERE e.type = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3
                  ORDER BY e.occurred_at, e.id LIMIT $4""",
             draft.trigger,
-            request.start,
-            request.end,
+            to_utc(request.start),
+            to_utc(request.end),
             BACKTEST_LIMIT + 1,
         )
     truncated = len(rows) > BACKTEST_LIMIT

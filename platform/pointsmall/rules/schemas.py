@@ -7,12 +7,11 @@ import msgspec
 from pointsmall.ledger import document
 from pointsmall.ledger.schemas import (
     MAX_POINTS,
+    SINCE_1970,
     AwareTime,
     MemberId,
     PointTypeKey,
     Transaction,
-    check_years,
-    instant,
     meta,
 )
 from pointsmall.schemas import ExternalId, Name
@@ -141,11 +140,11 @@ class Schedule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """When the rule may fire, judged at the event's `occurred_at` in the tenant's time zone.
     `ends_at` is inclusive; `hours` is [from, to) in local hours."""
 
-    starts_at: (
-        Annotated[AwareTime, instant("Not before this instant (answered in UTC).")] | None
-    ) = None
+    starts_at: Annotated[AwareTime, meta("Not before this instant (answered in UTC).")] | None = (
+        None
+    )
     ends_at: (
-        Annotated[AwareTime, instant("Not after this instant, inclusive (answered in UTC).")] | None
+        Annotated[AwareTime, meta("Not after this instant, inclusive (answered in UTC).")] | None
     ) = None
     days_of_week: (
         Annotated[
@@ -246,6 +245,14 @@ class RuleDeleted(msgspec.Struct):
 EventType = Trigger
 
 
+def _since_1970(description: str) -> msgspec.Meta:
+    """An event's time: written in 1970 or later (checked as written by `check_event`)."""
+    return msgspec.Meta(
+        description=f"{description} Written in 1970 or later.",
+        extra_json_schema={"extra": {"pattern": SINCE_1970}},
+    )
+
+
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give `member_id` or `member_external_id` (one of them: otherwise a 422). `order.*`
     events need `data.order_id` (a string of 1 to 128 characters or an integer), which
@@ -253,7 +260,7 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     may be at most 5 minutes ahead (422 `occurred_at_in_future`) and no earlier than 1970."""
 
     type: Annotated[EventType, meta("The event's type; rules with this trigger judge it.")]
-    occurred_at: Annotated[AwareTime, instant("When it happened, with an offset.")]
+    occurred_at: Annotated[AwareTime, _since_1970("When it happened, with an offset.")]
     member_id: Annotated[MemberId, meta("The member's id.")] | None = None
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
@@ -317,7 +324,7 @@ class CheckInCreate(msgspec.Struct, forbid_unknown_fields=True):
     member_external_id: (
         Annotated[ExternalId, meta("Or the member's id in the merchant's system.")] | None
     ) = None
-    occurred_at: Annotated[AwareTime, instant("When; now when left out.")] | None = None
+    occurred_at: Annotated[AwareTime, _since_1970("When; now when left out.")] | None = None
 
 
 TierKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -405,13 +412,8 @@ class BacktestRequest(msgspec.Struct, forbid_unknown_fields=True):
     `to` not after `from` is a 422."""
 
     draft: Annotated[RuleCreate, meta("The rule to try.")]
-    start: Annotated[AwareTime, instant("The period's start, inclusive.")] = msgspec.field(
-        name="from"
-    )
-    end: Annotated[AwareTime, instant("The period's end, exclusive.")] = msgspec.field(name="to")
-
-    def __post_init__(self) -> None:
-        check_years(self, "start", "end")
+    start: Annotated[AwareTime, meta("The period's start, inclusive.")] = msgspec.field(name="from")
+    end: Annotated[AwareTime, meta("The period's end, exclusive.")] = msgspec.field(name="to")
 
 
 _LIABILITY = (
@@ -448,11 +450,18 @@ PER_ITEM_RULE: document.Rule = {
     "if": document.is_value("kind", "per_item"),
     "then": {"anyOf": [document.given("sku"), document.given("category")]},
 }
-# Exactly one of the member's ids.
+# Exactly one of the member's ids (each branch says the other is absent or null, so a
+# generator that picks a branch makes a valid body).
 ONE_MEMBER: document.Rule = {
     "oneOf": [
-        {"required": [name], "properties": {name: {"type": "string"}}}
-        for name in ("member_id", "member_external_id")
+        {
+            "required": [name],
+            "properties": {name: {"type": "string"}, other: {"type": "null"}},
+        }
+        for name, other in (
+            ("member_id", "member_external_id"),
+            ("member_external_id", "member_id"),
+        )
     ]
 }
 
