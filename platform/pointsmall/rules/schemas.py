@@ -450,10 +450,10 @@ PER_ITEM_RULE: document.Rule = {
     "if": document.is_value("kind", "per_item"),
     "then": {"anyOf": [document.given("sku"), document.given("category")]},
 }
-# Exactly one of the member's ids (each branch says the other is absent or null, so a
-# generator that picks a branch makes a valid body).
+# Exactly one of the member's ids. The branches exclude each other (each says the other id
+# is absent or null), so `anyOf` says `oneOf`, in the form generators make bodies from.
 ONE_MEMBER: document.Rule = {
-    "oneOf": [
+    "anyOf": [
         {
             "required": [name],
             "properties": {name: {"type": "string"}, other: {"type": "null"}},
@@ -466,31 +466,34 @@ ONE_MEMBER: document.Rule = {
 }
 
 
-def _data_needs(event_type: dict[str, Any], field: str, schema: dict[str, Any]) -> document.Rule:
+def _typed(event_type: str, data: dict[str, Any], *required: str) -> document.Rule:
     return {
-        "if": {"required": ["type"], "properties": {"type": event_type}},
-        "then": {
-            "required": ["data"],
-            "properties": {"data": {"required": [field], "properties": {field: schema}}},
+        "required": ["data"],
+        "properties": {
+            "type": {"const": event_type},
+            "data": {"required": list(required), "properties": data},
         },
     }
 
 
-EVENT_RULES: list[document.Rule] = [
-    ONE_MEMBER,
-    _data_needs({"pattern": r"^order\."}, "order_id", _REFERENCE),
-    {
-        "if": {
-            "required": ["type", "data"],
+# What each event type needs in `data`, one branch per kind of type (as `check_event` and
+# the referral check refuse the rest).
+EVENT_DATA: document.Rule = {
+    "anyOf": [
+        {
             "properties": {
-                "type": {"const": "order.refunded"},
-                "data": {"required": ["refund_id"]},
-            },
+                "type": {
+                    "pattern": r"^(member\.signed_up|review\.created|checkin"
+                    r"|custom\.[a-z0-9_.]{1,50})$"
+                }
+            }
         },
-        "then": {"properties": {"data": {"properties": {"refund_id": _REFERENCE}}}},
-    },
-    _data_needs({"const": "referral.completed"}, "referral_code", {"type": "string"}),
-]
+        _typed("order.paid", {"order_id": _REFERENCE}, "order_id"),
+        _typed("order.refunded", {"order_id": _REFERENCE, "refund_id": _REFERENCE}, "order_id"),
+        _typed("referral.completed", {"referral_code": {"type": "string"}}, "referral_code"),
+    ]
+}
+EVENT_RULES: list[document.Rule] = [ONE_MEMBER, EVENT_DATA]
 RULE_RULES: list[document.Rule] = [{"properties": {"effect": PER_ITEM_RULE}}]
 DRAFT_RULES: list[document.Rule] = [
     {"properties": {"draft": {"properties": {"effect": PER_ITEM_RULE}}}}
