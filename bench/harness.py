@@ -23,6 +23,7 @@ from pointsmall.migrations import tenant_migrations
 from pointsmall.settings import Settings
 from pointsmall.tenancy.services import provision
 from pointsmall_tenants import create_pooled_engine
+from pointsmall_webhooks.secretbox import new_key_setting
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ async def api_server(db: BenchDb, **env: str) -> AsyncIterator[int]:
             "PORT": str(port),
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": "1",
+            # Production settings, which need the key ring that seals secrets at rest.
+            "WEBHOOK_SECRET_KEYS": os.environ.get("WEBHOOK_SECRET_KEYS") or new_key_setting(),
         }
         | env
     )

@@ -44,7 +44,14 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces
 
+    from pointsmall.keyring import MissingKeys, require_keys
+
     settings = _settings()
+    try:
+        require_keys(settings)  # before granian: its workers would only crash and respawn
+    except MissingKeys as missing:
+        typer.echo(str(missing), err=True)
+        raise typer.Exit(2) from missing
     host, port = host or settings.host, port or settings.port
     typer.echo(f"Pointsmall API on http://{host}:{port}  (docs: http://{host}:{port}/schema)")
     Granian(

@@ -1,7 +1,10 @@
 """No secret at rest in plain text: answers the idempotency store replays are sealed, and
 production will not start without configured keys."""
 
+import asyncio
 import dataclasses
+import os
+import sys
 
 import pytest
 from sqlalchemy import text
@@ -81,3 +84,19 @@ def test_production_refuses_to_start_without_keys(settings: Settings) -> None:
         create_app(production)
     with pytest.raises(MissingKeys):
         secret_box(production)  # no key file is made silently either
+
+
+async def test_serve_refuses_to_start_in_production_without_keys(settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WEBHOOK_SECRET_KEYS"}
+    env |= {
+        "POINTSMALL_ENV": "production",
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "PORT": "1",  # never bound: it must stop before serving
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pointsmall", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert b"WEBHOOK_SECRET_KEYS must be set in production" in stderr
