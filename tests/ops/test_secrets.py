@@ -7,10 +7,11 @@ import os
 import sys
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pointsmall.app import create_app
+from pointsmall.idempotency.models import IdempotencyKey
 from pointsmall.keyring import MissingKeys, secret_box
 from pointsmall.settings import Settings
 from tests.conftest import TenantClient
@@ -100,3 +101,21 @@ async def test_serve_refuses_to_start_in_production_without_keys(settings: Setti
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 2
     assert b"WEBHOOK_SECRET_KEYS must be set in production" in stderr
+
+
+async def test_an_answer_sealed_under_a_retired_key_is_a_409(
+    tenants: tuple[TenantClient, TenantClient], engine: AsyncEngine
+) -> None:
+    a, _ = tenants
+    headers = {"Idempotency-Key": "retired-1"}
+    first = await a.http.post("/v1/api-keys", json={"name": "r"}, headers=headers)
+    assert first.status_code == 201
+    async with a.db(engine) as session, session.begin():  # as if sealed by a key now gone
+        await session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "retired-1")
+            .values(response_body=b"sealed:gone:AAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        )
+    again = await a.http.post("/v1/api-keys", json={"name": "r"}, headers=headers)
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "idempotency_conflict"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -265,10 +266,22 @@ class UnitOfWorkMiddleware:
                     "This Idempotency-Key was used with a different request.",
                 )
             else:
+                try:
+                    answer = _unsealed(scope, key, stored.response_body)
+                except (InvalidTag, KeyError):  # sealed under a key since taken off the ring
+                    await _send_problem(
+                        send,
+                        409,
+                        "idempotency_conflict",
+                        "Stored answer unreadable",
+                        "The answer stored for this Idempotency-Key can no longer be read; "
+                        "use a new key.",
+                    )
+                    return
                 await _send_whole(
                     send,
                     stored.response_status,
-                    _unsealed(scope, key, stored.response_body),
+                    answer,
                     stored.response_type,
                     {REPLAYED_HEADER: "true"},
                 )
