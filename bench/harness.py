@@ -108,10 +108,10 @@ async def api_server(db: BenchDb, **env: str) -> AsyncIterator[int]:
 async def new_tenant(
     engine: AsyncEngine, name: str, slug: str | None = None
 ) -> tuple[str, str, str]:
-    """A provisioned tenant: (tenant id, schema, API key)."""
+    """A provisioned tenant: (tenant id, its live schema, a live API key acting on it)."""
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         tenant = await provision(session, tenant_migrations(), name=name, slug=slug)
-        key = await issue(session, tenant.id, ApiKeyCreate(name="bench"))
+        key = await issue(session, tenant.id, ApiKeyCreate(name="bench", mode="live"))
     return tenant.id, "t_" + tenant.id.split("_", 1)[1], key.secret
 
 
