@@ -1,6 +1,6 @@
 """Field types shared by every request body: bounded, NUL-free text and list pages."""
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -38,3 +38,21 @@ class Page(msgspec.Struct, Generic[T]):
     data: list[T]
     has_more: bool
     next_cursor: str | None
+
+
+# `Attributes` (and any object as flat) as JSON Schema says it: the generator leaves out the
+# keys' pattern and the values' bounds, and writes the values as a `oneOf` that an integer
+# (both `integer` and `number`) fails.
+FLAT_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": 50,
+    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"^[A-Za-z0-9_.:-]+$"},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": 500, "pattern": r"^[^\x00]*$"},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+        ]
+    },
+}

@@ -10,7 +10,7 @@ from litestar.params import KwargDefinition
 
 from pointsmall.ledger.schemas import MAX_POINTS, MemberId
 from pointsmall.mall.money import Currency
-from pointsmall.schemas import AttributeKey, Name
+from pointsmall.schemas import FLAT_OBJECT_SCHEMA, AttributeKey, Name
 
 
 def exact(pattern: str) -> str:
@@ -300,19 +300,7 @@ class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
 # The shipping address is flat, like Stripe metadata (pointsmall.schemas.Attributes): the
 # document says so in full (the generator leaves out the keys' pattern and the values'
 # bounds).
-ADDRESS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "maxProperties": 50,
-    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"^[A-Za-z0-9_.:-]+$"},
-    "additionalProperties": {
-        "anyOf": [
-            {"type": "string", "maxLength": 500, "pattern": r"^[^\x00]*$"},
-            {"type": "number"},
-            {"type": "boolean"},
-            {"type": "null"},
-        ]
-    },
-}
+ADDRESS_SCHEMA = FLAT_OBJECT_SCHEMA
 # A NUL in a value is refused by the body check that runs after decoding (422 naming the
 # key), so the decoder's type leaves it to that check.
 Address = Annotated[

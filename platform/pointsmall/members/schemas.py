@@ -3,26 +3,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from pointsmall.schemas import Attributes, Email, ExternalId, Name
+from pointsmall.schemas import FLAT_OBJECT_SCHEMA, Attributes, Email, ExternalId, Name
 
 MemberStatus = Literal["active", "suspended"]
 
-# `Attributes` as JSON Schema says it: the generator leaves out the keys' pattern and the
-# values' bounds, and writes the values as a `oneOf` that an integer (both `integer` and
-# `number`) fails.
-_ATTRIBUTES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "maxProperties": 50,
-    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"^[A-Za-z0-9_.:-]+$"},
-    "additionalProperties": {
-        "anyOf": [
-            {"type": "string", "maxLength": 500, "pattern": r"^[^\x00]*$"},
-            {"type": "number"},
-            {"type": "boolean"},
-            {"type": "null"},
-        ]
-    },
-}
+_ATTRIBUTES_SCHEMA = FLAT_OBJECT_SCHEMA
 _ATTRIBUTES = (
     "The merchant's own data, flat like Stripe metadata: at most 50 keys of 1 to 40 "
     "characters (letters, digits, `_ . : -`), values strings of at most 500 characters, "
