@@ -173,18 +173,30 @@ class Supervisor:
         process = await self._spawn(child)
         running = _Running(child, process, layer)
         self._running.append(running)
-        if child.ready is not None:
-            deadline = time.monotonic() + self.policy.ready_timeout
-            while not child.ready(process.pid):
-                if self._stop.is_set():
-                    raise Stopped
-                if process.returncode is not None:
-                    raise StartFailed(f"{child.name} exited ({_describe(process.returncode)})")
-                if time.monotonic() > deadline:
-                    raise StartFailed(f"{child.name} was not ready in {self.policy.ready_timeout}s")
-                await asyncio.sleep(0.05)
-            log.info("ready", extra={"child": child.name, "pid": process.pid})
+        failure = await self._until_ready(child, process)
+        if failure == "stopped":
+            raise Stopped
+        if failure is not None:
+            raise StartFailed(failure)
         running.watcher = asyncio.create_task(self._watch(running))
+
+    async def _until_ready(self, child: Child, process: asyncio.subprocess.Process) -> str | None:
+        """Wait until a child with a readiness check serves, and log "ready" (at start and
+        after every restart, so whoever watches the log knows when it answers again).
+        None when ready; otherwise why not."""
+        if child.ready is None:
+            return None
+        deadline = time.monotonic() + self.policy.ready_timeout
+        while not child.ready(process.pid):
+            if self._stop.is_set():
+                return "stopped"
+            if process.returncode is not None:
+                return f"{child.name} exited ({_describe(process.returncode)})"
+            if time.monotonic() > deadline:
+                return f"{child.name} was not ready in {self.policy.ready_timeout}s"
+            await asyncio.sleep(0.05)
+        log.info("ready", extra={"child": child.name, "pid": process.pid})
+        return None
 
     async def run_once(self, child: Child) -> None:
         """Run a one-off step (migrations) to its end; StartFailed unless it exits 0."""
@@ -245,6 +257,9 @@ class Supervisor:
                 self.failed = child.name
                 self._stop.set()
                 return
+            failure = await self._until_ready(child, running.process)
+            if failure not in (None, "stopped"):
+                log.warning(failure, extra={"child": child.name, "pid": running.process.pid})
 
     async def wait(self) -> int:
         """Until a stop is asked for or a child crash-loops: 0, or 1 if we gave up."""

@@ -55,11 +55,28 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-async def _until(check: Callable[[], bool], deadline: float, what: str) -> None:
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        await asyncio.sleep(0.05)
+async def _all_exit(pids: set[int], seconds: float) -> None:
+    """Wait until every process in `pids` has exited: a pidfd becomes readable when its
+    process ends, so this waits on the kernel's word rather than polling /proc."""
+    loop = asyncio.get_running_loop()
+    waits: list[asyncio.Future[None]] = []
+    fds: list[int] = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # already gone
+        fds.append(fd)
+        done: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, lambda d=done: d.done() or d.set_result(None))  # type: ignore[misc]
+        waits.append(done)
+    try:
+        if waits:
+            await asyncio.wait_for(asyncio.gather(*waits), seconds)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
 
 
 class Dev:
@@ -67,9 +84,15 @@ class Dev:
 
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2)
+        # Retries refused connections (with the transport's own backoff) while the API binds.
+        transport = httpx.AsyncHTTPTransport(retries=12)
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=2, transport=transport
+        )
         self.pids: dict[str, int] = {}
+        self.ready: dict[str, int] = {}  # child -> pid the supervisor last found ready
         self.output: list[bytes] = []
+        self.logged = asyncio.Condition()  # notified on each line the supervisor writes
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -78,29 +101,48 @@ class Dev:
             self.output.append(line)
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
-                if (
-                    record.get("logger") == "pointsmall.supervisor"
-                    and record["message"] == "started"
-                ):
-                    self.pids[record["child"]] = record["pid"]
+                if record.get("logger") == "pointsmall.supervisor":
+                    if record["message"] == "started":
+                        self.pids[record["child"]] = record["pid"]
+                    elif record["message"] == "ready":
+                        self.ready[record["child"]] = record["pid"]
+            async with self.logged:
+                self.logged.notify_all()
+        async with self.logged:  # the output ended: no waiter should wait for more
+            self.logged.notify_all()
+
+    async def until(self, check: Callable[[], bool], seconds: float, what: str) -> None:
+        """Wait (on the supervisor's log, not a clock) until `check` holds."""
+
+        def settled() -> bool:
+            return check() or self.reader.done()
+
+        try:
+            async with self.logged:
+                await asyncio.wait_for(self.logged.wait_for(settled), seconds)
+        except TimeoutError:
+            raise AssertionError(f"not in time: {what}\n{self.log()[-4000:]}") from None
+        assert check(), f"the supervisor's output ended before: {what}\n{self.log()[-4000:]}"
 
     def log(self) -> str:
         return b"".join(self.output).decode(errors="replace")
 
-    async def serving(self, deadline: float) -> None:
-        """/readyz answers 200, the database and Redis ok."""
-        while True:
+    async def serving(self, seconds: float) -> None:
+        """/readyz answers 200, the database and Redis ok. Called once the supervisor has
+        said its children are up: the transport's own retries cover the API binding its
+        port, and a connection left over from before a PostgreSQL restart fails one check
+        and is dropped, so a few checks in a row settle it."""
+        ready = None
+        for _ in range(5):
             with contextlib.suppress(httpx.HTTPError):
-                ready = await self.http.get("/readyz")
+                ready = await asyncio.wait_for(self.http.get("/readyz"), seconds)
                 checks = ready.json().get("checks", {})
                 if (
                     ready.status_code == 200
                     and checks.get("database") == checks.get("redis") == "ok"
                 ):
                     return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not serving in time\n{self.log()[-4000:]}")
-            await asyncio.sleep(0.1)
+        raise AssertionError(f"not serving: {ready and ready.text}\n{self.log()[-4000:]}")
 
     def session(self) -> list[int]:
         return _session(self.process.pid)
@@ -143,8 +185,12 @@ async def _dev(data_dir: Path) -> AsyncIterator[Dev]:
     )
     dev = Dev(process, port)
     try:
-        await dev.serving(time.monotonic() + 90)
-        await _until(lambda: set(CHILDREN) <= dev.pids.keys(), time.monotonic() + 10, "children")
+        await dev.until(
+            lambda: set(CHILDREN) <= dev.pids.keys() and {"redis", "postgres"} <= dev.ready.keys(),
+            90,
+            "every child started, PostgreSQL and Redis ready",
+        )
+        await dev.serving(10)
         yield dev
     finally:
         await dev.close()
@@ -156,9 +202,16 @@ async def test_a_killed_child_is_back_within_10s_and_sigterm_stops_all(data_dir:
             old = dev.pids[name]
             killed = time.monotonic()
             os.kill(old, signal.SIGKILL)
-            await _until(lambda: dev.pids[name] != old, killed + 10, f"{name} restarted")  # noqa: B023
+
+            def back(name: str = name, old: int = old) -> bool:
+                # A server is back when the supervisor has found the new one ready.
+                restarted = dev.pids[name] != old
+                return restarted and (name not in ("redis", "postgres") or dev.ready[name] != old)
+
+            await dev.until(back, 10, f"{name} restarted")
             assert _stat(dev.pids[name]) is not None, dev.log()
-            await dev.serving(killed + 10)
+            await dev.serving(max(0.5, killed + 10 - time.monotonic()))
+            assert time.monotonic() - killed < 10, f"{name} took too long"
 
         # Every child, the PostgreSQL restarted above too, and what they forked.
         descendants = _descendants(dev.process.pid)
@@ -177,13 +230,12 @@ async def test_a_killed_dev_leaves_no_process(data_dir: Path) -> None:
         # its five children, granian's worker, postgres's own processes and sessions
         descendants = _descendants(dev.process.pid)
         assert len(descendants) > 10
+        session = set(dev.session())
         dev.process.kill()
         await dev.process.wait()
-
-        def gone() -> bool:
-            return not dev.session() and not descendants & _live().keys()
-
-        await _until(gone, time.monotonic() + 15, "no process left")
+        await _all_exit(descendants | session, 15)
+        assert not dev.session()
+        assert not descendants & _live().keys()
 
 
 async def test_a_crash_loop_stops_everything(caplog: pytest.LogCaptureFixture) -> None:
@@ -191,7 +243,7 @@ async def test_a_crash_loop_stops_everything(caplog: pytest.LogCaptureFixture) -
     supervisor = Supervisor(Policy(backoff=0.01, max_backoff=0.01, max_restarts=3, window=30))
     try:
         await supervisor.start(
-            Child("steady", [sys.executable, "-c", "import time; time.sleep(60)"])
+            Child("steady", [sys.executable, "-c", "import signal; signal.pause()"])
         )
         await supervisor.start(Child("crashing", [sys.executable, "-c", "raise SystemExit(3)"]), 1)
         assert await asyncio.wait_for(supervisor.wait(), 30) == 1
@@ -217,8 +269,9 @@ async def test_a_child_that_will_not_stop_is_killed_with_what_it_forked(tmp_path
     stubborn = (
         "import signal, subprocess, time, pathlib;"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-        f"pathlib.Path({str(grandchild)!r}).write_text(str(subprocess.Popen(['sleep', '60']).pid));"
-        "time.sleep(60)"
+        f"pathlib.Path({str(grandchild)!r}).write_text("
+        "str(subprocess.Popen(['python3', '-c', 'import signal; signal.pause()']).pid));"
+        "signal.pause()"
     )
     supervisor = Supervisor(Policy(stop_timeout=0.5))
     await supervisor.start(
