@@ -23,6 +23,18 @@ from pointsmall.schemas import Page
 AuthRequest = Request[Principal, str, Any]
 
 
+def _id_param(prefix: str, description: str) -> Any:
+    """A query parameter holding an id of one kind: the document's pattern ends in `$`, the
+    server's in `\\Z` (see `exact`)."""
+    pattern = rf"^{prefix}_[0-9a-z]{{1,36}}$"
+    return QueryParameter(
+        max_length=40,
+        pattern=exact(pattern),
+        schema_extra={"pattern": pattern},
+        description=description,
+    )
+
+
 def _points_bound(description: str) -> Any:
     # `minimum` by hand as well: the OpenAPI generator drops a bound of 0.
     return QueryParameter(ge=0, le=MAX_POINTS, schema_extra={"minimum": 0}, description=description)
@@ -74,12 +86,7 @@ class ProductController(Controller):
         starting_after: StartingAfter = None,
         category: Annotated[
             str | None,
-            QueryParameter(
-                max_length=40,
-                pattern=exact(r"^cat_[0-9a-z]{1,36}$"),
-                schema_extra={"pattern": r"^cat_[0-9a-z]{1,36}$"},
-                description="Only products of this category (`cat_…`; not its subcategories).",
-            ),
+            _id_param("cat", "Only products of this category (`cat_…`; not its subcategories)."),
         ] = None,
         kind: Annotated[
             schemas.ProductKind | None, QueryParameter(description="Only products of this kind.")
@@ -258,13 +265,7 @@ class OrderController(Controller):
         limit: Limit = 20,
         starting_after: StartingAfter = None,
         member_id: Annotated[
-            str | None,
-            QueryParameter(
-                max_length=40,
-                pattern=exact(r"^mem_[0-9a-z]{1,36}$"),
-                schema_extra={"pattern": r"^mem_[0-9a-z]{1,36}$"},
-                description="Only this member's orders (`mem_…`).",
-            ),
+            str | None, _id_param("mem", "Only this member's orders (`mem_…`).")
         ] = None,
         status: Annotated[
             schemas.OrderStatus | None, QueryParameter(description="Only orders in this state.")
